@@ -1,0 +1,154 @@
+"""The ``rlkit`` command line: run, plugins, prepare, and whatever plugins add."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from rlkit.errors import RlkitError
+from rlkit.plugins import PluginManager, get_plugin_manager, make_plugin_manager, set_plugin_manager
+
+
+class UserError(click.ClickException):
+    """A problem the user can fix: printed as one paragraph, no traceback, exit status 2."""
+
+    exit_code = 2
+
+
+class RlkitGroup(click.Group):
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except RlkitError as exc:
+            raise UserError(str(exc)) from None
+
+
+def _plugin_files(args: list[str]) -> list[str]:
+    """``--plugin PATH`` values, read before click parses so plugin commands can register."""
+    files = []
+    for i, arg in enumerate(args):
+        if arg == "--plugin" and i + 1 < len(args):
+            files.append(args[i + 1])
+        elif arg.startswith("--plugin="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+SET_HELP = "Override a config key: --set algorithm.name=reinforce --set algorithm.lr=1e-5 (repeatable)."
+
+
+def build_cli(pm: PluginManager) -> click.Group:
+    @click.group(cls=RlkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--plugin", "plugin_files", multiple=True, type=click.Path(),
+                  help="Load a local plugin file (repeatable); it registers like an installed one.")
+    @click.version_option(package_name="rlkit")
+    def cli(plugin_files: tuple[str, ...]) -> None:
+        """rlkit: compare RLHF policy-optimization algorithms side by side.
+
+        Every algorithm is a plugin; `rlkit plugins` lists what is installed.
+        """
+        for name, error in pm.load_errors:
+            click.secho(f"warning: plugin '{name}' failed to load: {error}", fg="yellow", err=True)
+
+    @cli.command()
+    @click.argument("config", type=click.Path(dir_okay=False))
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+    @click.option("--out", type=click.Path(file_okay=False),
+                  help="Parent directory of the run directory (default: the config's `out`).")
+    @click.option("--resume", is_flag=True,
+                  help="Continue the run from its last checkpoint (no metric row lost or repeated).")
+    def run(config: str, overrides: tuple[str, ...], out: str | None, resume: bool) -> None:
+        """Train one run described by the YAML file CONFIG.
+
+        Writes OUT/NAME/{config.yaml, metrics.jsonl, samples.jsonl, checkpoints/, policy/, wandb/}.
+        """
+        from rlkit.config import load_config
+        from rlkit.engine import Run
+
+        run_config = load_config(config, list(overrides))
+        run_obj = Run(run_config, out=out, resume=resume, pm=pm)
+        summary = run_obj.train()
+        keys = ("eval/reward", "eval/gold_reward", "eval/kl", "objective/reward", "objective/kl")
+        shown = "  ".join(f"{k}={summary[k]:.4f}" for k in keys if summary.get(k) is not None)
+        click.echo(f"finished {run_obj.run_dir} after {run_obj.step} steps: {shown}")
+
+    @cli.command()
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+    def plugins(as_json: bool) -> None:
+        """List loaded plugins: name, version, hooks and what each registered."""
+        rows = pm.describe()
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            click.echo(f"{row['name']} {row['version']}")
+            click.echo(f"  hooks: {', '.join(row['hooks'])}")
+            for kind in ("algorithms", "tasks", "rewards", "trackers"):
+                if row[kind]:
+                    click.echo(f"  {kind}: {', '.join(row[kind])}")
+        for name, error in pm.load_errors:
+            click.echo(f"{name} (failed to load)\n  error: {error}")
+
+    @cli.command()
+    @click.argument("task_name", metavar="TASK")
+    @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+                  help="A task option, e.g. --option seed=1 (repeatable).")
+    def prepare(task_name: str, options: tuple[str, ...]) -> None:
+        """Build a task's cached artifacts now (corpus, tokenizer, SFT policy, reward model)."""
+        from rlkit.config import apply_overrides
+
+        task = pm.task(task_name)(apply_overrides({}, list(options)))
+        figures = task.prepare()
+        formatter = getattr(task, "format_prepare_report", None)
+        if formatter is not None:
+            click.echo(formatter(figures))
+        else:
+            for key, value in figures.items():
+                click.echo(f"{key}: {value}")
+
+    for command in _optional_commands():
+        cli.add_command(command)
+    pm.hook.rlkit_register_commands(cli=cli)
+    return cli
+
+
+def _optional_commands() -> list[click.Command]:
+    """Commands living in their own modules (imported lazily so a missing extra never breaks
+    the CLI)."""
+    commands = []
+    for module_name, attrs in (
+        ("rlkit.cli_training", ("sft_command", "train_rm_command")),
+        ("rlkit.compare.cli_report", ("report_command",)),
+        ("rlkit.compare.cli_compare", ("compare_command",)),
+        ("rlkit.scaffold", ("new_plugin_command",)),
+    ):
+        try:
+            module = __import__(module_name, fromlist=list(attrs))
+        except ImportError:
+            continue
+        commands.extend(getattr(module, a) for a in attrs if hasattr(module, a))
+    return commands
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        pm = make_plugin_manager(_plugin_files(args))
+    except RlkitError as exc:
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    set_plugin_manager(pm)
+    build_cli(pm).main(args, prog_name="rlkit")
+
+
+def cli_for_tests(plugin_files: list[str | Path] = ()) -> click.Group:
+    """A CLI bound to a fresh plugin manager (for click's CliRunner)."""
+    pm = make_plugin_manager(plugin_files)
+    set_plugin_manager(pm)
+    return build_cli(pm)
+
+
+__all__ = ["build_cli", "cli_for_tests", "get_plugin_manager", "main"]

@@ -1,0 +1,328 @@
+"""Typed, validated run configuration: YAML file + dotted ``--set`` overrides.
+
+Errors name the file, the line, the dotted key, the bad value and what would be valid; an
+unknown key gets a "did you mean" suggestion. The ``algorithm`` section is validated against
+the chosen plugin's own Config dataclass, so a plugin's options are checked like the core's.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from rlkit.errors import ConfigError, did_you_mean
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Section):
+    name: str | None = Field(None, description="A registered task (`rlkit plugins` lists them).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the task.")
+
+
+class PromptsConfig(Section):
+    train: str | None = Field(None, description="JSONL or CSV of training prompts.")
+    eval: str | None = Field(None, description="JSONL or CSV of held-out prompts.")
+    field: str = Field("prompt", description="Column / key holding the prompt text.")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out share when no eval file.")
+
+
+class PolicyConfig(Section):
+    model: str = Field("task", description="'task', a hub id or a local directory.")
+    config: dict[str, Any] | None = Field(None, description="Build a tiny model from this config.")
+    tokenizer: str | None = Field(None, description="Tokenizer id/path; default: the model's.")
+    trust_remote_code: bool = False
+
+
+class RewardConfig(Section):
+    model: str = Field("task", description="'task', a registered reward function, or a path/id.")
+    batch_size: int = Field(64, gt=0)
+    trust_remote_code: bool = False
+
+
+class RolloutConfig(Section):
+    batch_size: int = Field(16, gt=0, description="Prompts per training step.")
+    max_new_tokens: int = Field(16, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = Field(0, ge=0, description="0 disables top-k.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    missing_eos_penalty: float | None = Field(
+        None, description="Subtracted from the reward of a response with no EOS."
+    )
+
+
+class KLConfig(Section):
+    estimator: Literal["k1", "k2", "k3"] = "k1"
+
+
+class TrainConfig(Section):
+    steps: int = Field(100, gt=0)
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    bf16: bool = Field(False, description="bf16 autocast (GPU users).")
+    threads: int | None = Field(None, description="torch CPU threads; None keeps torch's.")
+
+
+class EvalConfig(Section):
+    every: int = Field(10, ge=0, description="Evaluate every N steps (0: only at the end).")
+    num_prompts: int = Field(64, gt=0)
+    temperature: float | None = Field(None, description="None: the rollout temperature.")
+    max_new_tokens: int | None = None
+    seed: int = Field(1234, description="Fixed sampling seed: every algorithm decodes alike.")
+
+
+class CheckpointConfig(Section):
+    every: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")
+    keep_last: int = Field(2, gt=0)
+
+
+class TrackingConfig(Section):
+    trackers: list[str] = Field(default_factory=lambda: ["console", "jsonl", "wandb"])
+    project: str = "rlkit"
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    wandb_mode: Literal["auto", "offline", "online", "disabled"] = Field(
+        "auto", description="auto: online when logged in (or WANDB_MODE says so), else offline."
+    )
+
+
+class RunConfig(Section):
+    name: str = "run"
+    label: str | None = Field(None, description="Display label in reports (default: algorithm).")
+    seed: int = 0
+    out: str = "runs"
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    preferences: str | None = Field(None, description="Preference JSONL for offline methods.")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    algorithm: dict[str, Any] = Field(default_factory=dict)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    kl: KLConfig = Field(default_factory=KLConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @property
+    def algorithm_name(self) -> str:
+        return str(self.algorithm["name"])
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------
+
+
+def _line_index(text: str) -> dict[str, int]:
+    """Dotted key → 1-based line number in the YAML text."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = f"{prefix}{key_node.value}"
+                lines[key] = key_node.start_mark.line + 1
+                walk(value_node, key + ".")
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse a YAML mapping; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file '{path}' does not exist.")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}.")
+    return data, _line_index(text)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (dotted keys; values parsed as YAML scalars/lists)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set '{item}' must look like KEY=VALUE, e.g. algorithm.lr=1e-5.")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: '{part}' is a value, not a section.")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _describe_type(annotation: Any) -> str:
+    if annotation is None:
+        return "?"
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_describe_type(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys valid at the section ``loc`` of the core schema."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = annotation
+    return list(getattr(current, "model_fields", {}) or {})
+
+
+def _annotation_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    current: Any = model
+    annotation = None
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return annotation
+        annotation = fields[part].annotation
+        current = annotation
+    return annotation
+
+
+def _format_errors(
+    errors: list[dict[str, Any]], source: str, lines: dict[str, int], schema: Any, prefix: str = ""
+) -> str:
+    messages = []
+    for err in errors:
+        loc = tuple(p for p in err["loc"] if not isinstance(p, int))
+        key = prefix + ".".join(str(p) for p in err["loc"])
+        line = lines.get(key)
+        where = f"{source} line {line}" if line else source
+        if err["type"] == "extra_forbidden":
+            valid = schema(loc[:-1]) if callable(schema) else []
+            messages.append(
+                f"{where}: unknown key '{key}'.{did_you_mean(str(loc[-1]), valid)} "
+                f"Valid keys here: {', '.join(sorted(valid))}."
+            )
+        else:
+            expected = _describe_type(_annotation_at(RunConfig, loc)) if not prefix else ""
+            hint = f" (expected {expected})" if expected and expected != "?" else ""
+            messages.append(f"{where}: key '{key}' = {err.get('input')!r}: {err['msg']}{hint}.")
+    return "\n".join(messages)
+
+
+def _validate_algorithm(
+    section: dict[str, Any], source: str, lines: dict[str, int], known: dict[str, Any]
+) -> dict[str, Any]:
+    """Check ``algorithm.*`` against the plugin's Config dataclass; return it completed."""
+    from rlkit.errors import unknown_name
+
+    if "name" not in section:
+        raise ConfigError(
+            f"{source}: 'algorithm.name' is missing. Set it in the file or with "
+            f"--set algorithm.name=NAME; known algorithms: {', '.join(sorted(known)) or '(none)'}."
+        )
+    name = section["name"]
+    if name not in known:
+        err = unknown_name("algorithm", str(name), known)
+        line = lines.get("algorithm.name")
+        raise ConfigError(f"{source}{f' line {line}' if line else ''}: {err}")
+    config_cls = known[name].Config
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    options = {k: v for k, v in section.items() if k != "name"}
+    problems = []
+    for key in options:
+        if key not in fields:
+            line = lines.get(f"algorithm.{key}")
+            problems.append(
+                f"{source}{f' line {line}' if line else ''}: unknown key 'algorithm.{key}' for "
+                f"algorithm '{name}'.{did_you_mean(key, fields)} Valid keys: "
+                f"{', '.join(sorted(fields))}."
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    hints = typing.get_type_hints(config_cls)
+    for key, value in options.items():
+        try:
+            options[key] = TypeAdapter(hints[key]).validate_python(value)
+        except ValidationError as exc:
+            line = lines.get(f"algorithm.{key}")
+            msg = exc.errors()[0]["msg"]
+            raise ConfigError(
+                f"{source}{f' line {line}' if line else ''}: key 'algorithm.{key}' = {value!r}: "
+                f"{msg} (expected {_describe_type(hints[key])})."
+            ) from None
+    resolved = dataclasses.asdict(config_cls(**options))
+    return {"name": name, **resolved}
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    algorithms: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Read, override and validate a run config; the algorithm section is completed with the
+    plugin's defaults so the saved config is the whole truth of the run."""
+    lines: dict[str, int] = {}
+    source = str(path) if path is not None else "config"
+    if path is not None:
+        data, lines = read_yaml(path)
+    data = apply_overrides(data or {}, list(overrides or []))
+    for item in overrides or []:
+        lines.pop(item.split("=", 1)[0].strip(), None)
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            _format_errors(exc.errors(), source, lines, lambda loc: _valid_keys(RunConfig, loc))
+        ) from None
+    if algorithms is None:
+        from rlkit.plugins import get_plugin_manager
+
+        algorithms = get_plugin_manager().registry.algorithms
+    config.algorithm = _validate_algorithm(dict(config.algorithm), source, lines, algorithms)
+    return config
+
+
+def algorithm_config(config: RunConfig, algorithms: dict[str, Any]) -> Any:
+    """The plugin's Config dataclass instance for this run."""
+    cls = algorithms[config.algorithm_name].Config
+    return cls(**{k: v for k, v in config.algorithm.items() if k != "name"})
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,199 @@
+"""Loading the policy, reference, reward model and critic.
+
+A model spec is a Hugging Face hub id, a local directory, or (policies only) a config mapping
+for a tiny model built from scratch. Loading goes through the ``rlkit_load_model`` hook; the
+Hugging Face loader below is registered ``trylast`` so a plugin can take over any spec.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from rlkit.errors import ConfigError
+from rlkit.hookspecs import hookimpl
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """RL needs the sampling and scoring passes to be the same function: no dropout anywhere."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel | None) -> None:
+    """Make pad ≠ eos: if they coincide, masks would drop the real EOS and the policy would
+    never learn to stop. Adds a ``[PAD]`` token (and resizes embeddings) when needed."""
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(
+            f"The tokenizer of '{tokenizer.name_or_path}' has no EOS token; rlkit needs one to "
+            f"end responses. Set tokenizer.eos_token or pick another model."
+        )
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+        if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+    if model is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.config.eos_token_id = tokenizer.eos_token_id
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def _load_error(role: str, spec: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"Cannot load the {role} model '{spec}': {type(exc).__name__}: {str(exc).splitlines()[0]} "
+        f"Give a local directory holding a Hugging Face model, or a hub id (downloading needs "
+        f"a network and HF_HUB_OFFLINE unset)."
+    )
+
+
+@hookimpl(trylast=True)
+def rlkit_load_model(spec: Any, role: str, run_config: Any) -> Any:
+    """The built-in loader: Hugging Face Auto classes for a hub id or local directory."""
+    if not isinstance(spec, str):
+        return None
+    section = run_config.policy if role == "policy" else run_config.reward
+    trust = bool(section.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust)
+        auto = AutoModelForCausalLM if role == "policy" else AutoModelForSequenceClassification
+        model = auto.from_pretrained(spec, trust_remote_code=trust)
+    except (OSError, ValueError) as exc:
+        raise _load_error(role, spec, exc) from None
+    return model, tokenizer
+
+
+def build_from_config(
+    model_config: dict[str, Any], tokenizer: PreTrainedTokenizerBase, seed: int
+) -> PreTrainedModel:
+    """A tiny causal LM from a config mapping (``model_type`` defaults to gpt2)."""
+    options = dict(model_config)
+    model_type = options.pop("model_type", "gpt2")
+    ensure_pad_token(tokenizer, None)
+    try:
+        config = AutoConfig.for_model(
+            model_type,
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **options,
+        )
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"policy.config: {exc}") from None
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def load_policy(run_config: Any, task: Any, hook: Any) -> tuple[PreTrainedModel, Any]:
+    """Policy and tokenizer per ``run_config.policy``; tokenizer pads on the left."""
+    section = run_config.policy
+    if section.config is not None:
+        if section.tokenizer is not None:
+            tokenizer = AutoTokenizer.from_pretrained(section.tokenizer)
+        elif task is not None and task.tokenizer() is not None:
+            tokenizer = task.tokenizer()
+        else:
+            raise ConfigError(
+                "policy.config builds a model from scratch but no tokenizer is known: set "
+                "policy.tokenizer to a tokenizer id/path, or use a task that provides one."
+            )
+        model = build_from_config(section.config, tokenizer, run_config.seed)
+    else:
+        spec = section.model
+        if spec == "task":
+            spec = task.policy() if task is not None else None
+            if spec is None:
+                raise ConfigError(
+                    "policy.model is 'task' but the task provides no policy: set policy.model to "
+                    "a hub id or local directory, or policy.config to build a tiny model."
+                )
+        loaded = hook.rlkit_load_model(spec=spec, role="policy", run_config=run_config)
+        if loaded is None:
+            raise ConfigError(f"No plugin could load the policy '{spec}'.")
+        model, tokenizer = loaded
+        if section.tokenizer is not None:
+            tokenizer = AutoTokenizer.from_pretrained(section.tokenizer)
+    ensure_pad_token(tokenizer, model)
+    tokenizer.padding_side = "left"
+    disable_dropout(model)
+    return model, tokenizer
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """The reference policy: a frozen copy of the initial policy."""
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+class ValueModel(nn.Module):
+    """A critic: a transformer trunk with a linear head giving V(s_t) at every position."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
+        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+
+
+def build_critic(init: str, policy: PreTrainedModel, tokenizer: Any,
+                 reward_model: nn.Module | None, reward_tokenizer: Any) -> ValueModel:
+    """A critic initialised from the policy trunk (zero head) or from the reward model (its
+    trunk and scoring head: Ouyang et al. 2022; Zheng et al. 2023 recommend it)."""
+    if init == "reward":
+        if reward_model is None or not hasattr(reward_model, "base_model"):
+            raise ConfigError(
+                "critic_init='reward' needs a Hugging Face reward model; this run's reward is a "
+                "function. Use critic_init='policy'."
+            )
+        if reward_tokenizer is None or reward_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ConfigError(
+                "critic_init='reward' needs the reward model to share the policy's tokenizer "
+                "(the critic reads the policy's tokens). Use critic_init='policy'."
+            )
+        trunk = copy.deepcopy(reward_model.base_model)
+        source_head = getattr(reward_model, "score", None) or getattr(reward_model, "classifier", None)
+        hidden = trunk.config.hidden_size
+        head = nn.Linear(hidden, 1, bias=True)
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.zero_()
+            if isinstance(source_head, nn.Linear) and source_head.in_features == hidden:
+                head.weight.copy_(source_head.weight[:1])
+                if source_head.bias is not None:
+                    head.bias.copy_(source_head.bias[:1])
+    elif init == "policy":
+        trunk = copy.deepcopy(policy.base_model)
+        head = nn.Linear(trunk.config.hidden_size, 1, bias=True)
+        with torch.no_grad():  # a zero head: V ≡ 0 at the start (OpenAI 2019)
+            head.weight.zero_()
+            head.bias.zero_()
+    else:
+        raise ConfigError(f"critic_init must be 'policy' or 'reward', not '{init}'.")
+    critic = ValueModel(trunk, head)
+    disable_dropout(critic)
+    return critic

@@ -1,0 +1,133 @@
+"""Batched sampling with a KV cache, and the scoring forward pass.
+
+Sampling: left-padded prompts, one prefill pass, then one cached forward per new token; the
+only per-token Python is the sampling step itself. Responses end at the first EOS: every
+later position is padding and masked out. Log-probs are always those of the *sampling*
+distribution softmax(logits / T), so the ratio π/π_old is exactly 1 before any update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rlkit.ops import entropy_from_logits, logprobs_from_logits
+
+
+@dataclass
+class Samples:
+    input_ids: Tensor  # [N, P+R] prompt (left padded) + response (right padded)
+    attention_mask: Tensor  # [N, P+R]
+    prompt_len: int
+    response_mask: Tensor  # [N, R] float: 1 up to and including the first EOS
+    ended: Tensor  # [N] bool: the response contains an EOS
+
+
+def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
+    """Positions that skip left padding, so a padded prompt sees the same positions as an
+    unpadded one."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
+    """Top-k then nucleus (top-p) filtering; removed entries get −inf."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cum - sorted_logits.softmax(-1) > top_p  # keep the token that crosses top_p
+        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def response_mask_after_eos(tokens: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
+    """Mask of positions up to and including the first EOS, and whether an EOS occurred."""
+    is_eos = tokens == eos_id
+    # eos_before[t] = an EOS occurred strictly before t
+    eos_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    return (~eos_before).float(), is_eos.any(-1)
+
+
+@torch.inference_mode()
+def sample(
+    model: torch.nn.Module,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    *,
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Samples:
+    """Sample responses for left-padded prompts; stops early once every row has ended."""
+    n, prompt_len = prompt_ids.shape
+    device = prompt_ids.device
+    mask = prompt_mask.long()
+    positions = position_ids_from_mask(mask)
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    past = out.past_key_values
+    next_logits = out.logits[:, -1, :]
+    next_pos = positions[:, -1:] + 1
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    new_tokens = []
+    for step in range(max_new_tokens):
+        logits = filter_logits(next_logits.float() / temperature, top_k, top_p)
+        probs = logits.softmax(-1)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        new_tokens.append(token)
+        finished |= token == eos_id
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, (~finished | (token == eos_id)).long().unsqueeze(1)], dim=1)
+        out = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=next_pos,
+                    past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        next_logits = out.logits[:, -1, :]
+        next_pos = next_pos + 1
+    response = torch.stack(new_tokens, dim=1)
+    response_mask, ended = response_mask_after_eos(response, eos_id)
+    response = torch.where(response_mask.bool(), response, torch.full_like(response, pad_id))
+    input_ids = torch.cat([prompt_ids, response], dim=1)
+    attention_mask = torch.cat([prompt_mask.long(), response_mask.long()], dim=1)
+    return Samples(input_ids, attention_mask, prompt_len, response_mask, ended)
+
+
+def forward_response(
+    model: torch.nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    prompt_len: int,
+    temperature: float,
+    with_entropy: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """Log-probs (and exact entropies) of the response tokens under softmax(logits/T).
+
+    Logits at position i predict token i+1, so the response tokens P..P+R−1 are scored by
+    the logits at P−1..P+R−2; only those R positions are materialised.
+    """
+    positions = position_ids_from_mask(attention_mask)
+    hidden_logits = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
+    ).logits[:, prompt_len - 1 : -1]
+    tokens = input_ids[:, prompt_len:]
+    logprobs = logprobs_from_logits(hidden_logits, tokens, temperature)
+    entropy = entropy_from_logits(hidden_logits, temperature) if with_entropy else None
+    return logprobs, entropy
+
+
+def forward_values(
+    critic: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, prompt_len: int
+) -> Tensor:
+    """V(s_t) for each response position t: the critic's output at the token before a_t."""
+    positions = position_ids_from_mask(attention_mask)
+    values = critic(input_ids, attention_mask, positions)
+    return values[:, prompt_len - 1 : -1].float()

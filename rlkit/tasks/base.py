@@ -1,0 +1,66 @@
+"""The task contract: where prompts, starting models and the gold reward come from."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+Split = Literal["train", "eval"]
+
+
+def default_cache_dir() -> Path:
+    """``$RLKIT_CACHE_DIR`` or ``~/.cache/rlkit`` (XDG_CACHE_HOME respected)."""
+    if env := os.environ.get("RLKIT_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rlkit"
+
+
+class Task(ABC):
+    """A registered task (``rlkit_register_tasks``).
+
+    A task supplies prompts and may supply a starting policy, a reward model and a gold
+    reward (the truth the proxy reward approximates). Everything it returns is plain data or
+    a model *spec* (a local directory or hub id) so the engine loads every model the same way.
+
+    Subclasses set ``name`` and implement :meth:`prompts`; the other methods are optional.
+    ``options`` are the keys of the run config's ``task.options`` mapping.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
+        self.options: dict[str, Any] = dict(options or {})
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    @abstractmethod
+    def prompts(self, split: Split) -> list[str]:
+        """The prompt texts of ``split`` ("train" or "eval"), deterministic for the options."""
+
+    def policy(self) -> str | None:
+        """A local directory (or hub id) holding the starting policy and its tokenizer."""
+        return None
+
+    def tokenizer(self) -> Any | None:
+        """A tokenizer for policies built from a config mapping (no pretrained tokenizer)."""
+        return None
+
+    def reward(self) -> str | None:
+        """A reward spec: a sequence-classifier directory/hub id or a registered reward name."""
+        return None
+
+    def gold_reward(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float] | None:
+        """The true reward of each response, when the task knows it; ``None`` otherwise."""
+        return None
+
+    def preferences(self) -> str | None:
+        """Path of a preference JSONL (``prompt``, ``chosen``, ``rejected``) for offline methods."""
+        return None
+
+    def prepare(self) -> dict[str, Any]:
+        """Build every cached artifact now; return figures worth printing (sizes, accuracies)."""
+        return {}

@@ -1,0 +1,67 @@
+"""`toy`: random word prompts over a 20-word vocabulary; no models, builds in milliseconds.
+
+Used by tests and as a sanity task: with a tiny policy built from config and the
+``count_good`` reward, any working algorithm learns to say "good" within a few dozen steps.
+"""
+
+from __future__ import annotations
+
+import random
+
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from rlkit.errors import ConfigError, did_you_mean
+from rlkit.hookspecs import hookimpl
+from rlkit.tasks.base import Split, Task
+
+WORDS = (
+    "the a movie plot film actor was is very not good bad great awful and but it so quite fine"
+).split()
+SPECIALS = ["[PAD]", "[UNK]", "[EOS]"]
+
+
+def word_tokenizer(words: list[str] | tuple[str, ...]) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer with [PAD], [UNK] and [EOS] (pad ≠ eos)."""
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *words])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]",
+        padding_side="left",
+    )
+
+
+class ToyTask(Task):
+    name = "toy"
+    description = "Random 3-word prompts; reward counts a word. For tests and sanity checks."
+    OPTIONS = {"seed": 0, "num_train": 256, "num_eval": 32, "prompt_words": 3}
+
+    def __init__(self, options=None, *, cache_dir=None):
+        super().__init__(options, cache_dir=cache_dir)
+        for key in self.options:
+            if key not in self.OPTIONS:
+                raise ConfigError(
+                    f"task.options: unknown option '{key}' for task 'toy'."
+                    f"{did_you_mean(key, self.OPTIONS)} Valid: {', '.join(self.OPTIONS)}."
+                )
+        self.settings = {**self.OPTIONS, **self.options}
+
+    def prompts(self, split: Split) -> list[str]:
+        rng = random.Random(f"{self.settings['seed']}-{split}")
+        count = self.settings["num_train" if split == "train" else "num_eval"]
+        return [
+            " ".join(rng.choice(WORDS) for _ in range(self.settings["prompt_words"]))
+            for _ in range(count)
+        ]
+
+    def tokenizer(self) -> PreTrainedTokenizerFast:
+        return word_tokenizer(WORDS)
+
+    def reward(self) -> str:
+        return "count_good"
+
+
+@hookimpl
+def rlkit_register_tasks(register):
+    register(ToyTask)

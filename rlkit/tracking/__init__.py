@@ -1,0 +1,1 @@
+"""Metric sinks. JSONL is the source of truth; console and wandb are views of it."""

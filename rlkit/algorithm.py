@@ -138,6 +138,11 @@ class Algorithm(ABC):
         """"rollout" or "preferences" for this configured instance (defaults to ``data``)."""
         return self.data
 
+    def setup(self, run: Any) -> None:
+        """Called once the engine's models exist. ``run`` (an :class:`rlkit.engine.Run`) gives
+        access to ``run.policy``, ``run.tokenizer``, ``run.task`` and ``run.lm_loss(texts)``
+        for algorithms that need more than experience (e.g. a pretraining loss)."""
+
     def prepare(self, batch: Experience) -> dict[str, float]:
         """Fill ``batch.advantages`` (and ``batch.returns``) without gradients; return metrics."""
         return {}

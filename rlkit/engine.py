@@ -97,6 +97,7 @@ class Run:
         if self.algorithm.data_source() == "preferences":
             self.preferences = self._load_preferences()
 
+        self.algorithm.setup(self)
         self.optimizer = self._make_optimizer()
         steps_per_update = self.algo_config.epochs * self.algo_config.num_minibatches
         self.total_optimizer_steps = cfg.train.steps * steps_per_update
@@ -306,6 +307,21 @@ class Run:
             values = (forward_values(self.critic, mb.input_ids, mb.attention_mask, mb.prompt_len)
                       if self.critic is not None else None)
         return PolicyOutput(logprobs=logprobs * mb.response_mask, entropy=entropy, values=values)
+
+    def lm_loss(self, texts: list[str]) -> torch.Tensor:
+        """Mean next-token loss of the policy on ``texts`` + EOS (with gradients)."""
+        tok = self.tokenizer
+        ids = [tok(t)["input_ids"] + [tok.eos_token_id] for t in texts]
+        width = max(len(i) for i in ids)
+        batch = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            batch[row, : len(seq)] = torch.tensor(seq)
+        batch = batch.to(self.device)
+        mask = (torch.arange(width, device=self.device)[None, :]
+                < torch.tensor([len(i) for i in ids], device=self.device)[:, None]).long()
+        labels = batch.masked_fill(mask == 0, -100)
+        with self.autocast:
+            return self.policy(input_ids=batch, attention_mask=mask, labels=labels).loss
 
     def update(self, exp: Experience, step: int, temperature: float) -> dict[str, float]:
         """Epochs × minibatches × accumulated micro-batches; one optimizer step per minibatch.

@@ -57,6 +57,10 @@ class Task(ABC):
         """The true reward of each response, when the task knows it; ``None`` otherwise."""
         return None
 
+    def pretraining_texts(self) -> list[str] | None:
+        """Plain texts of the supervised stage (for PPO-ptx style auxiliary LM losses)."""
+        return None
+
     def preferences(self) -> str | None:
         """Path of a preference JSONL (``prompt``, ``chosen``, ``rejected``) for offline methods."""
         return None

@@ -32,7 +32,7 @@ def test_pad_differs_from_eos_even_when_the_tokenizer_shares_them(tmp_path):
 
 
 def test_response_is_truncated_after_the_first_eos():
-    eos, pad = 2, 0
+    eos = 2
     tokens = torch.tensor([[5, 2, 7, 2], [5, 6, 7, 8], [2, 9, 9, 9]])
     mask, ended = response_mask_after_eos(tokens, eos)
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]

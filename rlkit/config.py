@@ -65,6 +65,9 @@ class KLConfig(Section):
 
 class TrainConfig(Section):
     steps: int = Field(100, gt=0)
+    samples: int | None = Field(
+        None, gt=0, description="Budget in responses; overrides steps (equal data across algorithms)."
+    )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     bf16: bool = Field(False, description="bf16 autocast (GPU users).")
     threads: int | None = Field(None, description="torch CPU threads; None keeps torch's.")

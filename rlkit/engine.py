@@ -81,7 +81,8 @@ class Run:
 
         self.algorithm_class = self.pm.algorithm(cfg.algorithm_name)
         self.algo_config = algorithm_config(cfg, self.pm.registry.algorithms)
-        self.algorithm = self.algorithm_class(self.algo_config, total_steps=cfg.train.steps)
+        self.algorithm = self.algorithm_class(self.algo_config)
+        self.total_steps = self.algorithm.total_steps = self._total_steps()
 
         self.policy, self.tokenizer = load_policy(cfg, self.task, self.pm.hook)
         self.policy.to(self.device)
@@ -100,12 +101,22 @@ class Run:
         self.algorithm.setup(self)
         self.optimizer = self._make_optimizer()
         steps_per_update = self.algo_config.epochs * self.algo_config.num_minibatches
-        self.total_optimizer_steps = cfg.train.steps * steps_per_update
+        self.total_optimizer_steps = self.total_steps * steps_per_update
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if cfg.train.bf16 and self.device.type == "cuda" else nullcontext()
         )
+
+    def _total_steps(self) -> int:
+        """``train.samples`` (a budget in responses, equal across algorithms) or ``train.steps``."""
+        budget = self.config.train.samples
+        if budget is None:
+            return self.config.train.steps
+        pairs = self.algorithm.data_source() == "preferences"
+        per_prompt = 2 if pairs else self.algo_config.samples_per_prompt
+        per_step = self.config.rollout.batch_size * per_prompt
+        return max(1, math.ceil(budget / per_step))
 
     def _load_prompts(self) -> tuple[list[str], list[str]]:
         cfg = self.config
@@ -472,7 +483,7 @@ class Run:
         (self.run_dir / "status.json").write_text(json.dumps(status))
 
     def _trackers(self) -> list[Any]:
-        info = RunInfo(self.config.name, self.run_dir, self.config, self.config.train.steps,
+        info = RunInfo(self.config.name, self.run_dir, self.config, self.total_steps,
                        self.step)
         return [self.pm.tracker(name)(info) for name in self.config.tracking.trackers]
 
@@ -500,7 +511,7 @@ class Run:
                 row = self._axes() | self.evaluate(0)
                 for tracker in trackers:
                     tracker.log(row)
-            while self.step < cfg.train.steps:
+            while self.step < self.total_steps:
                 summary = self.train_step(trackers)
             self.save_checkpoint()
             self._save_final_policy()
@@ -554,16 +565,19 @@ class Run:
         for extra in self.pm.hook.rlkit_after_update(run=self, step=step, metrics=row):
             row.update(extra or {})
         every = cfg.eval.every
-        if (every and step % every == 0) or step == cfg.train.steps:
+        if (every and step % every == 0) or step == self.total_steps:
             row |= self.evaluate(step)
         row = {k: (float(v) if not isinstance(v, int) else v) for k, v in row.items()}
         for tracker in trackers:
             tracker.log(row)
-        if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.train.steps:
+        if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < self.total_steps:
             self.save_checkpoint()
         return row
 
     def _save_final_policy(self) -> None:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         target = self.run_dir / "policy"
         self.policy.save_pretrained(target, safe_serialization=True)
         self.tokenizer.save_pretrained(target)

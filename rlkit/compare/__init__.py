@@ -1,0 +1,1 @@
+"""Comparison experiments: grid runner, statistics, plots and reports."""

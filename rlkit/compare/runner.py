@@ -1,0 +1,130 @@
+"""Running a grid of runs: resumable, isolated, on local processes or Ray.
+
+Each run executes in its own process (a crash, an out-of-memory or a bad plugin in one run
+never takes the others down); finished runs are skipped, unfinished ones resume from their
+last checkpoint, failed ones are recorded in their ``status.json`` and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunResult:
+    name: str
+    state: str  # finished | failed | skipped
+    error: str | None = None
+
+
+def run_state(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "status.json").read_text())["state"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def execute_run(config_data: dict[str, Any], exp_dir: str, plugin_files: list[str],
+                threads: int) -> RunResult:
+    """Run one config in this process (the body of every executor's task)."""
+    import torch
+
+    from rlkit.config import load_config
+    from rlkit.engine import Run
+    from rlkit.plugins import make_plugin_manager, set_plugin_manager
+
+    torch.set_num_threads(max(1, threads))
+    name = config_data["name"]
+    run_dir = Path(exp_dir) / name
+    try:
+        pm = make_plugin_manager(plugin_files)
+        set_plugin_manager(pm)
+        config = load_config(data=config_data, algorithms=pm.registry.algorithms)
+        resume = (run_dir / "metrics.jsonl").exists()
+        Run(config, out=exp_dir, resume=resume, pm=pm).train()
+        return RunResult(name, "finished")
+    except Exception as exc:  # noqa: BLE001 - isolate: record and let the grid continue
+        error = f"{type(exc).__name__}: {exc}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        status_path = run_dir / "status.json"
+        status = {"state": "failed", "error": error, "traceback": traceback.format_exc()}
+        status_path.write_text(json.dumps(status))
+        return RunResult(name, "failed", error)
+
+
+def run_grid(
+    configs: list[dict[str, Any]], exp_dir: Path, *, executor: str = "local",
+    workers: int | None = None, plugin_files: list[str] | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Run every config not yet finished; return one result per config."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    plugin_files = [str(Path(p).resolve()) for p in plugin_files or []]
+    results, todo = [], []
+    for data in configs:
+        if run_state(exp_dir / data["name"]) == "finished":
+            result = RunResult(data["name"], "skipped")
+            results.append(result)
+            if on_result:
+                on_result(result)
+        else:
+            todo.append(data)
+    if not todo:
+        return results
+    cores = os.cpu_count() or 1
+    workers = max(1, min(workers or cores, len(todo)))
+    threads = max(1, cores // workers)
+    if executor == "ray":
+        new = _run_ray(todo, exp_dir, plugin_files, threads, on_result)
+    elif workers == 1:
+        new = []
+        for data in todo:
+            result = execute_run(data, str(exp_dir), plugin_files, threads)
+            new.append(result)
+            if on_result:
+                on_result(result)
+    else:
+        new = []
+        # spawn: a fresh interpreter per worker (fork after torch has started threads deadlocks)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(execute_run, d, str(exp_dir), plugin_files, threads)
+                       for d in todo]
+            for future in as_completed(futures):
+                result = future.result()
+                new.append(result)
+                if on_result:
+                    on_result(result)
+    return results + new
+
+
+def _run_ray(todo: list[dict[str, Any]], exp_dir: Path, plugin_files: list[str], threads: int,
+             on_result: Callable[[RunResult], None] | None) -> list[RunResult]:
+    try:
+        import ray
+    except ImportError:
+        from rlkit.errors import RlkitError
+
+        raise RlkitError("--executor ray needs Ray: pip install 'rlkit[ray]'.") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True,
+                 log_to_driver=False)
+    remote = ray.remote(num_cpus=threads)(execute_run)
+    pending = {remote.remote(d, str(exp_dir), plugin_files, threads): d["name"] for d in todo}
+    results = []
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            pending.pop(ref)
+            result = ray.get(ref)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    return results

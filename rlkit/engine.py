@@ -293,7 +293,12 @@ class Run:
             scores=torch.tensor([1.0, 0.0] * size, device=self.device),
             group_ids=torch.arange(size).repeat_interleave(2).to(self.device),
         )
-        return exp, {}
+        return self._outside_inference(exp), {}
+
+    @staticmethod
+    def _outside_inference(exp: Experience) -> Experience:
+        """Copies of inference-mode tensors, usable in autograd (e.g. as embedding indices)."""
+        return exp.select(torch.arange(len(exp), device=exp.input_ids.device))
 
     def rollout(self, step: int) -> tuple[Experience, dict[str, Any]]:
         k = self.algo_config.samples_per_prompt
@@ -305,7 +310,7 @@ class Run:
         repeated = [p for p in prompts for _ in range(k)]
         exp, info = self.score_samples(samples, repeated, self.config.rollout.temperature, True)
         exp.group_ids = group_ids.to(self.device)
-        return exp, info
+        return self._outside_inference(exp), info
 
     # ---------------------------------------------------------------------------------------
     # update

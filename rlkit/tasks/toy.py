@@ -6,6 +6,8 @@ Used by tests and as a sanity task: with a tiny policy built from config and the
 
 from __future__ import annotations
 
+import json
+import os
 import random
 
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -60,6 +62,22 @@ class ToyTask(Task):
 
     def reward(self) -> str:
         return "count_good"
+
+    def preferences(self) -> str:
+        """Pairs preferring responses with more "good" (for preference methods in tests)."""
+        path = self.cache_dir / "toy" / f"prefs-{self.settings['seed']}.jsonl"
+        if not path.exists():
+            rng = random.Random(f"{self.settings['seed']}-prefs")
+            rows = []
+            for prompt in self.prompts("train")[:64]:
+                chosen = " ".join(rng.choice(["good", "great", "good"]) for _ in range(3))
+                rejected = " ".join(rng.choice(["bad", "awful", "the"]) for _ in range(3))
+                rows.append(json.dumps({"prompt": prompt, "chosen": chosen, "rejected": rejected}))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text("\n".join(rows) + "\n")
+            os.replace(tmp, path)
+        return str(path)
 
 
 @hookimpl

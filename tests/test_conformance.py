@@ -1,0 +1,52 @@
+"""Every installed built-in algorithm passes the conformance kit any plugin can run."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlkit.plugins import make_plugin_manager
+from rlkit.testing import CHECKS
+
+BUILTIN = ["reinforce", "a2c", "ppo_clip", "ppo_kl", "ppo_max", "dpo"]
+INSTALLED = [n for n in BUILTIN if n in make_plugin_manager().registry.algorithms]
+
+
+def test_the_reinforce_plugin_is_installed():
+    assert "reinforce" in INSTALLED
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+@pytest.mark.parametrize("algorithm", INSTALLED)
+def test_builtin_algorithm_conforms(algorithm, check):
+    check(algorithm)
+
+
+def test_the_kit_catches_a_broken_plugin():
+    from dataclasses import dataclass
+
+    import rlkit
+    from rlkit.algorithm import Algorithm, AlgorithmConfig
+    from rlkit.plugins import get_plugin_manager
+    from rlkit.testing import check_config_documented, check_gradients_reach_the_models
+
+    @dataclass
+    class Undocumented(AlgorithmConfig):
+        secret: float = 1.0
+
+    class Detached(Algorithm):
+        name = "detached"
+        Config = Undocumented
+
+        def loss(self, batch, out):
+            return (out.logprobs.detach().sum() * 0 + batch.scores.sum()).requires_grad_(), {}
+
+    class Plugin:
+        @rlkit.hookimpl
+        def rlkit_register_algorithms(self, register):
+            register(Detached)
+
+    get_plugin_manager().register(Plugin(), name="broken")
+    with pytest.raises(AssertionError, match="secret is undocumented"):
+        check_config_documented("detached")
+    with pytest.raises(AssertionError, match="no gradient reaches the policy"):
+        check_gradients_reach_the_models("detached")

@@ -7,8 +7,8 @@ group = experiment (or ``tracking.group``), job_type = algorithm, the full resol
 from __future__ import annotations
 
 import netrc
-import uuid
 import os
+import uuid
 from pathlib import Path
 
 from rlkit.hookspecs import hookimpl

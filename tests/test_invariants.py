@@ -180,3 +180,26 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_run(tmp_path):
         assert x.keys() == y.keys()
         for key in x:
             assert math.isclose(x[key], y[key], rel_tol=1e-5, abs_tol=1e-6), key
+
+
+def test_missing_eos_penalty_is_subtracted_only_from_unfinished_responses(tmp_path):
+    run = make_run(tmp_path, tiny_config(**{"rollout.missing_eos_penalty": 1.5,
+                                            "rollout.max_new_tokens": 2}))
+    exp, info = run.rollout(1)
+    ended = info["ended"]
+    assert (~ended).any()
+    expected = info["raw_scores"] - 1.5 * (~ended).float()
+    torch.testing.assert_close(exp.scores, expected)
+
+
+def test_top_k_and_top_p_filtering_on_hand_values():
+    from rlkit.rollout import filter_logits
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept_k = torch.isfinite(filter_logits(logits, top_k=2, top_p=1.0))
+    assert kept_k.tolist() == [[True, True, False, False]]
+    # top-p 0.7: 0.5 < 0.7, 0.5 + 0.3 crosses it → keep the first two
+    kept_p = torch.isfinite(filter_logits(logits, top_k=0, top_p=0.7))
+    assert kept_p.tolist() == [[True, True, False, False]]
+    kept_all = torch.isfinite(filter_logits(logits, top_k=0, top_p=1.0))
+    assert kept_all.all()

@@ -31,6 +31,15 @@ class TaskConfig(Section):
 class PromptsConfig(Section):
     train: str | None = Field(None, description="JSONL or CSV of training prompts.")
     eval: str | None = Field(None, description="JSONL or CSV of held-out prompts.")
+    dataset: str | None = Field(
+        None, description="A Hugging Face dataset id or local dataset (datasets.load_dataset)."
+    )
+    split: str = Field("train", description="Dataset split of the training prompts.")
+    eval_split: str | None = Field("test", description="Dataset split of the held-out prompts.")
+    limit: int | None = Field(None, gt=0, description="Keep at most this many prompts per split.")
+    max_words: int | None = Field(
+        None, gt=0, description="Cut each prompt to its first N words (IMDb-style openings)."
+    )
     field: str = Field("prompt", description="Column / key holding the prompt text.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out share when no eval file.")
 
@@ -44,6 +53,9 @@ class PolicyConfig(Section):
 
 class RewardConfig(Section):
     model: str = Field("task", description="'task', a registered reward function, or a path/id.")
+    label: int | None = Field(
+        None, description="Which logit is the score (required when the classifier has >1 label)."
+    )
     batch_size: int = Field(64, gt=0)
     trust_remote_code: bool = False
 

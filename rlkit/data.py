@@ -66,3 +66,33 @@ def read_preferences(path: str | Path) -> list[dict[str, str]]:
     if not rows:
         raise DataError(f"{path}: the preference file is empty.")
     return rows
+
+
+def read_dataset_prompts(name: str, split: str, field: str, limit: int | None = None) -> list[str]:
+    """Prompts from a Hugging Face dataset (hub id, or a local directory / data files)."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"prompts.dataset='{name}' needs the datasets library: pip install 'rlkit[datasets]'."
+        ) from None
+    try:
+        data = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # noqa: BLE001 - many failure types; the message is what matters
+        raise DataError(
+            f"Cannot load dataset '{name}' split '{split}': {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''} (a hub id needs a network)."
+        ) from None
+    if field not in data.column_names:
+        raise DataError(f"Dataset '{name}' has no column '{field}' (columns: "
+                        f"{', '.join(data.column_names)}); set prompts.field.")
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    prompts = [str(t) for t in data[field] if t is not None and str(t).strip()]
+    if not prompts:
+        raise DataError(f"Dataset '{name}' split '{split}': the prompt set is empty.")
+    return prompts
+
+
+def first_words(prompts: list[str], n: int | None) -> list[str]:
+    return prompts if n is None else [" ".join(p.split()[:n]) for p in prompts]

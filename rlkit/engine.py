@@ -24,7 +24,7 @@ from rlkit import metrics as M
 from rlkit.algorithm import Experience, PolicyOutput
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlkit.config import RunConfig, algorithm_config, dump_config
-from rlkit.data import read_preferences, read_prompts
+from rlkit.data import first_words, read_dataset_prompts, read_preferences, read_prompts
 from rlkit.errors import ConfigError, DataError
 from rlkit.models import build_critic, frozen_copy, load_policy, resolve_device
 from rlkit.ops import explained_variance, kl_penalty, masked_mean
@@ -120,6 +120,12 @@ class Run:
 
     def _load_prompts(self) -> tuple[list[str], list[str]]:
         cfg = self.config
+        pc = cfg.prompts
+        if pc.dataset is not None:
+            train = read_dataset_prompts(pc.dataset, pc.split, pc.field, pc.limit)
+            held_out = (read_dataset_prompts(pc.dataset, pc.eval_split, pc.field, pc.limit)
+                        if pc.eval_split else train)
+            return first_words(train, pc.max_words), first_words(held_out, pc.max_words)
         if cfg.prompts.train is not None:
             train = read_prompts(cfg.prompts.train, cfg.prompts.field)
             if cfg.prompts.eval is not None:
@@ -157,7 +163,8 @@ class Run:
         if loaded is None:
             raise ConfigError(f"No plugin could load the reward model '{spec}'.")
         model, tokenizer = loaded
-        return ModelReward(model, tokenizer, self.config.reward.batch_size, self.device)
+        return ModelReward(model, tokenizer, self.config.reward.batch_size, self.device,
+                           self.config.reward.label)
 
     def _load_preferences(self) -> list[dict[str, str]]:
         path = self.config.preferences

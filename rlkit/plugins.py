@@ -23,6 +23,7 @@ from rlkit import hookspecs
 from rlkit.errors import PluginError, unknown_name
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
+    "rlkit.models",
     "rlkit.tracking.console",
     "rlkit.tracking.jsonl",
     "rlkit.tracking.wandb",

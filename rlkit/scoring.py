@@ -31,9 +31,21 @@ class FunctionReward:
 
 class ModelReward:
     """A sequence-classification reward model scoring the full text (prompt + response);
-    the score is logit 0 at the last non-pad token, as the model's own head defines."""
+    the score is the logit ``reward.label`` (0 for a one-output model), as the head defines."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int, device: torch.device) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int, device: torch.device,
+                 label: int | None = None) -> None:
+        num_labels = int(getattr(model.config, "num_labels", 1))
+        if label is None and num_labels > 1:
+            labels = getattr(model.config, "id2label", {})
+            raise RlkitError(
+                f"The reward model '{model.name_or_path}' has {num_labels} labels ({labels}); "
+                f"set reward.label to the index whose logit is the reward (e.g. the positive "
+                f"class)."
+            )
+        if label is not None and not -num_labels <= label < num_labels:
+            raise RlkitError(f"reward.label={label} but the reward model has {num_labels} labels.")
+        self.label = label or 0
         self.model = model.eval().to(device)
         self.model.requires_grad_(False)
         self.tokenizer = tokenizer
@@ -50,5 +62,6 @@ class ModelReward:
                 texts[start : start + self.batch_size], return_tensors="pt", padding=True,
                 truncation=True,
             ).to(self.device)
-            scores.append(self.model(**enc).logits[:, 0].float().cpu())
+            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            scores.append(logits[:, self.label].float().cpu())
         return torch.cat(scores)

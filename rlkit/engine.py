@@ -200,16 +200,19 @@ class Run:
     # ---------------------------------------------------------------------------------------
     # experience
     # ---------------------------------------------------------------------------------------
-    def prompt_batch(self, step: int) -> list[str]:
-        """Prompts of training step ``step`` (1-based): consecutive slices of per-epoch
+    def _batch_of(self, items: list[Any], step: int, stream: int) -> list[Any]:
+        """Items of training step ``step`` (1-based): consecutive slices of per-epoch
         permutations seeded by the run seed alone — the same for every algorithm."""
-        size, n = self.config.rollout.batch_size, len(self.train_prompts)
+        size, n = self.config.rollout.batch_size, len(items)
         out = []
         for i in range((step - 1) * size, step * size):
             epoch, pos = divmod(i, n)
-            perm = np.random.default_rng(stream_seed(self.config.seed, epoch, 1)).permutation(n)
-            out.append(self.train_prompts[perm[pos]])
+            perm = np.random.default_rng(stream_seed(self.config.seed, epoch, stream)).permutation(n)
+            out.append(items[perm[pos]])
         return out
+
+    def prompt_batch(self, step: int) -> list[str]:
+        return self._batch_of(self.train_prompts, step, stream=1)
 
     def generate(self, prompts: list[str], k: int, seed: int, temperature: float,
                  max_new_tokens: int) -> tuple[Samples, torch.Tensor]:
@@ -262,12 +265,8 @@ class Run:
 
     def preference_batch(self, step: int) -> tuple[Experience, dict[str, Any]]:
         """B preference pairs as 2B sequences; each pair is a group, scores 1 (chosen) / 0."""
-        size, n = self.config.rollout.batch_size, len(self.preferences)
-        rows = []
-        for i in range((step - 1) * size, step * size):
-            epoch, pos = divmod(i, n)
-            perm = np.random.default_rng(stream_seed(self.config.seed, epoch, 2)).permutation(n)
-            rows.append(self.preferences[perm[pos]])
+        size = self.config.rollout.batch_size
+        rows = self._batch_of(self.preferences, step, stream=2)
         tok = self.tokenizer
         prompts = [r["prompt"] for r in rows for _ in (0, 1)]
         responses = [r[key] for r in rows for key in ("chosen", "rejected")]

@@ -1,0 +1,141 @@
+"""The options of the review world (``task.options`` in a run config), validated.
+
+Every option changes what gets built, so all of them (defaults included) go into the hash
+that names the cache directory: two runs with equal options share one build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlkit.errors import ConfigError, did_you_mean
+
+
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> Any:
+    """A dataclass field carrying its help text and bounds (open bounds are exclusive)."""
+    meta = {"help": help, "low": low, "high": high, "open_low": open_low, "open_high": open_high}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ReviewsOptions:
+    """Sizes and knobs of the built-in review world; the defaults build in well under a
+    minute on two CPU cores."""
+
+    seed: int = _opt(0, "Seed of everything: corpus, prompts, models, samples.", low=0)
+    label_noise: float = _opt(
+        0.1,
+        "Probability that a reward-model training pair has its gold label flipped.",
+        low=0.0,
+        high=0.5,
+        open_high=True,
+    )
+    corpus_size: int = _opt(20000, "Generated reviews the SFT policy is trained on.", low=1)
+    heldout_size: int = _opt(1000, "Held-out reviews for perplexity and RM accuracy.", low=1)
+    # The grammar has about 5000 distinct openings outside the evaluation split, 1300 in it.
+    train_prompts: int = _opt(512, "Distinct training prompts (review openings).", low=1, high=4000)
+    eval_prompts: int = _opt(
+        128, "Distinct evaluation prompts, disjoint from training.", low=1, high=1000
+    )
+    rm_pairs: int = _opt(20000, "Preference pairs (gold-labelled, noisy) for the RM.", low=1)
+    policy_layers: int = _opt(2, "Transformer layers of the SFT policy.", low=1)
+    policy_width: int = _opt(64, "Embedding width of the SFT policy.", low=1)
+    policy_heads: int = _opt(4, "Attention heads of the SFT policy.", low=1)
+    rm_from_sft: bool = _opt(
+        True,
+        "Start the reward model from the SFT policy's weights (as InstructGPT does); "
+        "false: from scratch with the rm_* sizes.",
+    )
+    rm_layers: int = _opt(2, "Transformer layers of a from-scratch reward model.", low=1)
+    rm_width: int = _opt(64, "Embedding width of a from-scratch reward model.", low=1)
+    rm_heads: int = _opt(4, "Attention heads of a from-scratch reward model.", low=1)
+    rm_group_size: int = _opt(
+        8, "Reviews per opening in RM training data, all pairs of them labelled.", low=2
+    )
+    sft_steps: int = _opt(400, "SFT optimisation steps.", low=1)
+    sft_lr: float = _opt(5e-3, "SFT peak learning rate.", low=0.0, open_low=True)
+    rm_steps: int = _opt(500, "Reward-model optimisation steps.", low=1)
+    rm_lr: float = _opt(3e-3, "Reward-model peak learning rate.", low=0.0, open_low=True)
+    batch_size: int = _opt(64, "Texts per SFT step.", low=1)
+    rm_batch_size: int = _opt(256, "Pairs per reward-model step.", low=1)
+
+    def digest(self) -> str:
+        """Short hash of every option: the cache key beside the version and the seed."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def option_docs() -> list[tuple[str, Any, str]]:
+    """(name, default, help) of every option, for docs and ``--help`` texts."""
+    return [(f.name, f.default, f.metadata["help"]) for f in dataclasses.fields(ReviewsOptions)]
+
+
+def describe_options() -> str:
+    """``name (default X)`` per option: short enough for an error message."""
+    return "; ".join(f"{name} (default {default!r})" for name, default, _ in option_docs())
+
+
+def _check_value(f: dataclasses.Field, value: Any) -> Any:
+    meta = f.metadata
+    where = f"Task 'reviews' option '{f.name}'"
+    if isinstance(f.default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} must be a number, not {value!r}.")
+    if isinstance(f.default, int):
+        if not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}.")
+    elif isinstance(f.default, float):
+        if not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}.")
+        value = float(value)
+    low, high = meta["low"], meta["high"]
+    if low is not None and (value <= low if meta["open_low"] else value < low):
+        raise ConfigError(
+            f"{where} must be {'>' if meta['open_low'] else '≥'} {low}, got {value!r}."
+        )
+    if high is not None and (value >= high if meta["open_high"] else value > high):
+        raise ConfigError(
+            f"{where} must be {'<' if meta['open_high'] else '≤'} {high}, got {value!r}."
+        )
+    return value
+
+
+def parse_options(options: Mapping[str, Any]) -> ReviewsOptions:
+    """Validated options; ConfigError names the bad key and lists the valid ones."""
+    fields = {f.name: f for f in dataclasses.fields(ReviewsOptions)}
+    values: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in fields:
+            raise ConfigError(
+                f"Unknown option '{key}' for task 'reviews'.{did_you_mean(str(key), fields)} "
+                f"Valid options: {describe_options()}."
+            )
+        values[key] = _check_value(fields[key], value)
+    parsed = ReviewsOptions(**values)
+    for prefix in ("policy", "rm"):
+        width, heads = getattr(parsed, f"{prefix}_width"), getattr(parsed, f"{prefix}_heads")
+        if width % heads:
+            raise ConfigError(
+                f"Task 'reviews' options '{prefix}_width' ({width}) must be a multiple of "
+                f"'{prefix}_heads' ({heads})."
+            )
+    return parsed

@@ -1,0 +1,145 @@
+"""PPO-clip: the clipped surrogate minus a β-weighted KL penalty to the reference, with GAE
+advantages, a clipped value loss, and several epochs over shuffled minibatches.
+
+    ρ_t    = πθ(a_t|s_t) / π_old(a_t|s_t)
+    L_clip = E_t[min(ρ_t·A_t, clip(ρ_t, 1−ε, 1+ε)·A_t)]
+    J(θ)   = L_clip − β·KL(πθ ‖ π_ref)                               (the composite objective)
+    L_V    = ½·E_t[max((V_t − R̂_t)², (V_old,t + clip(V_t − V_old,t, ±ε_v) − R̂_t)²)]
+    loss   = −L_clip + c_v·L_V − c_e·H[πθ]  (+ β·E_t[KL_t] when kl_placement = "loss")
+
+Where the KL goes (``kl_placement``); the two are not equivalent:
+  ``reward``: shaped into the per-token reward before GAE, r_t = −β·KL_t + [t = T]·R(x, y)
+      (Ziegler et al. 2019; Stiennon et al. 2020), KL_t the engine's per-token estimate
+      (``kl.estimator``, k1 by default). The loss has no KL term.
+  ``loss``: r_t = [t = T]·R(x, y) and β·E_t[KL_t] is added to the loss, KL_t estimated from the
+      fresh log-probs with ``kl_loss_estimator`` (k3 by default: unbiased and ≥ 0 as a value,
+      though as a loss its gradient is biased off-policy; GRPO-style).
+
+Granularity: everything is token-level. A_t, ρ_t and V_t are per response token; the losses are
+token means over the minibatch (``loss_aggregation = "token_mean"``); the sequence reward R
+enters at the last response token (EOS or the length limit).
+
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv 1707.06347), eq. 7 and 9;
+GAE: Schulman et al. 2016 (arXiv 1506.02438); value clipping and advantage whitening as in
+OpenAI baselines and Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO", whose
+defaults (β 0.05, γ 1, λ 0.95, 4 epochs, ε 0.2, ε_v 0.2, c_v 0.1) are taken here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+import rlkit
+from rlkit import metrics as M
+from rlkit.algorithm import Algorithm, AlgorithmConfig, Experience, PolicyOutput, doc
+from rlkit.ops import KLEstimator, gae, kl_penalty, masked_mean, masked_whiten, tokens_reward
+
+
+def ppo_clip_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
+                  clip_eps: float | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """−E_t[min(ρ_t·A_t, clip(ρ_t, 1−ε, 1+ε)·A_t)], a token mean over ``mask`` (Schulman et al.
+    2017, eq. 7). ``clip_eps=None`` gives the plain surrogate −E_t[ρ_t·A_t] (PPO-KL).
+    ``policy/clipfrac`` is the share of tokens where the clipped term binds (TRL's definition);
+    their gradient is zero."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    if clip_eps is None:
+        return masked_mean(unclipped, mask), {}
+    clipped = -advantages * ratio.clamp(1 - clip_eps, 1 + clip_eps)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    return loss, {M.POLICY_CLIPFRAC: masked_mean((clipped > unclipped).float(), mask)}
+
+
+def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
+                       clip: float | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """½·E_t[max((V_t − R̂_t)², (V_old + clip(V_t − V_old, ±ε_v) − R̂_t)²)] (OpenAI baselines
+    ppo2; Huang et al. 2024); ``clip=None`` gives ½·E_t[(V_t − R̂_t)²]."""
+    unclipped = (values - returns) ** 2
+    if clip is None:
+        return 0.5 * masked_mean(unclipped, mask), {}
+    clipped = (old_values + (values - old_values).clamp(-clip, clip) - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask)
+    return loss, {M.VALUE_CLIPFRAC: masked_mean((clipped > unclipped).float(), mask)}
+
+
+def kl_loss(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor,
+            estimator: KLEstimator) -> Tensor:
+    """E_t[KL_t(πθ ‖ π_ref)], the per-token estimate (k1/k2/k3, ``rlkit.ops.kl_penalty``)."""
+    return masked_mean(kl_penalty(logprobs, ref_logprobs, estimator), mask)
+
+
+@dataclass
+class PPOClipConfig(AlgorithmConfig):
+    kl_coef: float = doc(0.05, "β of the KL-to-reference penalty (Huang et al. 2024: 0.05).")
+    kl_placement: Literal["reward", "loss"] = doc(
+        "reward", "reward: −β·KL_t shaped into r_t before GAE; loss: β·E_t[KL_t] in the loss.")
+    kl_loss_estimator: KLEstimator = doc(
+        "k3", "Estimator of the loss-side KL term (only when kl_placement = loss).")
+    clip_eps: float | None = doc(0.2, "ε of the ratio clip (Schulman et al. 2017: 0.2).")
+    value_clip: float | None = doc(0.2, "ε_v: clip V within V_old ± ε_v; None: plain MSE.")
+    vf_coef: float = doc(0.1, "c_v: value-loss weight (Huang et al. 2024: 0.1).")
+    ent_coef: float = doc(0.0, "c_e: entropy-bonus weight (0 in RLHF PPO).")
+    gamma: float = doc(1.0, "γ: discount over response tokens.")
+    lam: float = doc(0.95, "λ of GAE.")
+    whiten_advantages: Literal["none", "batch", "minibatch"] = doc(
+        "batch", "Whiten A_t over the whole batch (TRL, N+), per (micro)batch, or not at all.")
+    critic_init: Literal["policy", "reward"] = doc(
+        "policy", "Critic trunk from the policy (zero head) or from the reward model.")
+    epochs: int = doc(4, "PPO epochs over each batch (Huang et al. 2024: 4).")
+    num_minibatches: int = doc(4, "Shuffled minibatches per epoch (CleanRL/baselines Atari: 4).")
+    max_grad_norm: float | None = doc(
+        1.0, "Global grad-norm clip (not in the paper; baselines 0.5, TRL and N+ 1.0).")
+
+
+class PPOClip(Algorithm):
+    name = "ppo_clip"
+    Config = PPOClipConfig
+    needs_critic = True
+
+    def sequence_reward(self, batch: Experience) -> Tensor:
+        """R(x, y) as it enters the per-token reward (PPO-max normalizes it here)."""
+        return batch.scores
+
+    def prepare(self, batch: Experience) -> dict[str, float]:
+        c, mask = self.config, batch.response_mask
+        kl = batch.kl if c.kl_placement == "reward" else torch.zeros_like(batch.kl)
+        rewards = tokens_reward(self.sequence_reward(batch), kl, self.kl_coef, mask)
+        advantages, batch.returns = gae(rewards, batch.values, mask, c.gamma, c.lam)
+        if c.whiten_advantages == "batch":
+            advantages = masked_whiten(advantages, mask)
+        batch.advantages = advantages
+        return {f"{self.name}/advantage_mean": float(masked_mean(advantages, mask)),
+                f"{self.name}/return_mean": float(masked_mean(batch.returns, mask))}
+
+    def policy_loss(self, batch: Experience, out: PolicyOutput,
+                    advantages: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The policy term (PPO-KL swaps in its penalty here)."""
+        return ppo_clip_loss(out.logprobs, batch.logprobs, advantages, batch.response_mask,
+                             self.config.clip_eps)
+
+    def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Tensor]]:
+        c, mask = self.config, batch.response_mask
+        advantages = batch.advantages
+        if c.whiten_advantages == "minibatch":
+            advantages = masked_whiten(advantages, mask)
+        pg, pg_metrics = self.policy_loss(batch, out, advantages)
+        vf, vf_metrics = clipped_value_loss(out.values, batch.values, batch.returns, mask,
+                                            c.value_clip)
+        entropy = masked_mean(out.entropy, mask)
+        loss = pg + c.vf_coef * vf - c.ent_coef * entropy
+        metrics = {M.LOSS_POLICY: pg, M.LOSS_VALUE: vf, **pg_metrics, **vf_metrics,
+                   f"{self.name}/entropy": entropy}
+        if c.kl_placement == "loss":
+            kl = kl_loss(out.logprobs, batch.ref_logprobs, mask, c.kl_loss_estimator)
+            loss = loss + self.kl_coef * kl
+            metrics[f"{self.name}/kl_loss"] = kl
+        return loss, {k: v.detach() for k, v in metrics.items()}
+
+
+@rlkit.hookimpl
+def rlkit_register_algorithms(register):
+    register(PPOClip)

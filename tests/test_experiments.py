@@ -1,0 +1,91 @@
+"""Every shipped experiment file expands into valid runs; the grid runner is resumable and
+isolates failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_config
+
+from rlkit.compare.experiment import load_experiment
+from rlkit.compare.runner import run_grid
+from rlkit.errors import ConfigError
+from rlkit.plugins import get_plugin_manager
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml"))
+COMPARISONS = [p for p in EXPERIMENTS if "algorithms" in yaml.safe_load(p.read_text())]
+
+
+@pytest.mark.parametrize("path", COMPARISONS, ids=[p.stem for p in COMPARISONS])
+def test_shipped_experiment_expands_into_valid_runs(path):
+    exp, planned = load_experiment(path, get_plugin_manager().registry.algorithms)
+    assert planned and len({p.name for p in planned}) == len(planned)
+    assert {p.seed for p in planned} == set(exp.seeds)
+    for run in planned:
+        assert run.config.tracking.group == exp.name
+        assert run.config.algorithm["name"] == run.algorithm
+
+
+def test_quickstart_has_all_six_algorithms_and_three_seeds():
+    path = Path(__file__).resolve().parent.parent / "experiments" / "quickstart.yaml"
+    exp, planned = load_experiment(path, get_plugin_manager().registry.algorithms)
+    assert {p.algorithm for p in planned} == {"reinforce", "a2c", "ppo_clip", "ppo_kl",
+                                              "ppo_max", "dpo"}
+    assert exp.seeds == [0, 1, 2] and len(planned) == 18
+
+
+def test_sweep_and_unknown_keys(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "s", "seeds": [0], "task": {"name": "toy"},
+        "algorithms": [{"name": "reinforce", "sweep": {"algorithm.kl_coef": [0.0, 0.1]}}]}))
+    _, planned = load_experiment(path)
+    assert [p.config.algorithm["kl_coef"] for p in planned] == [0.0, 0.1]
+    assert planned[0].label == "reinforce kl_coef=0.0"
+    path.write_text(yaml.safe_dump({"name": "s", "seeds": [0], "algoritms": ["reinforce"]}))
+    with pytest.raises(ConfigError, match="unknown key 'algoritms'.*Did you mean 'algorithms'"):
+        load_experiment(path)
+    path.write_text(yaml.safe_dump({"name": "s", "algorithms": [
+        {"name": "reinforce", "set": {"algorithm.baselin": "none"}}]}))
+    with pytest.raises(ConfigError, match="run 'reinforce__custom__s0'.*baselin"):
+        load_experiment(path)
+
+
+def test_grid_skips_finished_runs_and_isolates_a_failure(tmp_path):
+    good = [dict(tiny_config(seed=s), name=f"good{s}") for s in (0, 1)]
+    bad = dict(tiny_config(), name="bad")
+    bad["prompts"] = {"train": str(tmp_path / "missing.jsonl")}
+    results = run_grid(good + [bad], tmp_path / "exp", workers=2)
+    states = {r.name: r.state for r in results}
+    assert states == {"good0": "finished", "good1": "finished", "bad": "failed"}
+    status = json.loads((tmp_path / "exp" / "bad" / "status.json").read_text())
+    assert "missing.jsonl' does not exist" in status["error"]
+    again = run_grid(good + [bad], tmp_path / "exp", workers=1)
+    assert {r.name: r.state for r in again} == {"good0": "skipped", "good1": "skipped",
+                                                "bad": "failed"}
+
+
+def test_a_killed_run_in_a_grid_resumes_from_its_checkpoint(tmp_path):
+    from conftest import make_run, read_rows
+
+    config = dict(tiny_config(**{"train.steps": 6, "checkpoint.every": 2}), name="killed")
+    run = make_run(tmp_path, config)
+    run.run_dir = tmp_path / "exp" / "killed"
+    real_step = run.train_step
+
+    def die_at_5(trackers):
+        if run.step == 4:
+            raise KeyboardInterrupt
+        return real_step(trackers)
+
+    run.train_step = die_at_5
+    with pytest.raises(KeyboardInterrupt):
+        run.train()
+    assert json.loads((run.run_dir / "status.json").read_text())["state"] == "interrupted"
+    results = run_grid([config], tmp_path / "exp", workers=1)
+    assert [r.state for r in results] == ["finished"]
+    steps = [r["train/step"] for r in read_rows(run.run_dir / "metrics.jsonl")]
+    assert steps == [0, 1, 2, 3, 4, 5, 6]

@@ -38,6 +38,15 @@ def compare_command(ctx: click.Context, experiment: str, out: str, executor: str
                for p in planned]
     plugin_files = list(ctx.find_root().params.get("plugin_files") or [])
     start = time.perf_counter()
+    # Build each task's cached artifacts once, here, rather than racing in every worker.
+    seen = set()
+    for p in planned:
+        task = p.config.task
+        key = (task.name, repr(sorted(task.options.items())))
+        if task.name is not None and key not in seen:
+            seen.add(key)
+            click.echo(f"preparing task '{task.name}' ...")
+            pm.task(task.name)(task.options).prepare()
     click.echo(f"{exp.name}: {len(planned)} runs "
                f"({len({p.label for p in planned})} algorithms × {len(exp.seeds)} seeds) → {exp_dir}")
     done = [0]

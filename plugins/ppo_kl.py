@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from rlkit_plugins.ppo_clip import PPOClip, PPOClipConfig, ppo_clip_loss
 from torch import Tensor
 
 import rlkit
 from rlkit.algorithm import Experience, PolicyOutput, doc
 from rlkit.ops import kl_penalty, masked_mean
+from rlkit_plugins.ppo_clip import PPOClip, PPOClipConfig, ppo_clip_loss
 
 
 def ppo_kl_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,

@@ -37,14 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rlkit_plugins.ppo_clip import PPOClip, PPOClipConfig
 from torch import Tensor
 
 import rlkit
 from rlkit.algorithm import Experience, PolicyOutput, doc
 from rlkit.errors import ConfigError
-from rlkit.models import build_critic
 from rlkit.ops import RunningMoments
+from rlkit_plugins.ppo_clip import PPOClip, PPOClipConfig
 
 
 def normalize_reward(scores: Tensor, mean: float, std: float, clip: float | None) -> Tensor:
@@ -65,7 +64,8 @@ class PPOMaxConfig(PPOClipConfig):
     value_clip: float | None = doc(0.2, "ε_v of the clipped value loss (code: 0.2).")
     max_grad_norm: float | None = doc(1.0, "Global grad-norm clip (on in App. C.2; code: 1.0).")
     critic_init: Literal["auto", "reward", "policy"] = doc(
-        "auto", "Critic from the reward model (§5.4); auto: policy if the reward is no model.")
+        "auto", "Critic from the reward model (§5.4); auto: the policy when the reward model "
+        "is a function or has another tokenizer.")
     critic_warmup_steps: int = doc(0, "First updates that train the critic only (§5.4).")
     ptx_coef: float = doc(0.0, "γ_ptx of the PPO-ptx LM loss on the task's SFT texts.")
     ptx_batch_size: int = doc(8, "SFT texts per micro-batch for the PPO-ptx loss.")
@@ -84,19 +84,8 @@ class PPOMax(PPOClip):
         self.lm_loss: Callable[[list[str]], Tensor] | None = None
         self.rng = random.Random(0)
 
-    @property
-    def critic_init(self) -> str:
-        return "policy" if self.config.critic_init == "auto" else self.config.critic_init
-
     def setup(self, run: Any) -> None:
         c = self.config
-        reward_model = getattr(run.scorer, "model", None)
-        if c.critic_init == "auto" and reward_model is not None:  # the engine built a policy one
-            try:
-                run.critic = build_critic("reward", run.policy, run.tokenizer, reward_model,
-                                          run.scorer.tokenizer).to(run.device)
-            except ConfigError:  # a reward model with another tokenizer: keep the policy critic
-                pass
         if c.ptx_coef > 0:
             self.ptx_texts = run.task.pretraining_texts() if run.task is not None else None
             if not self.ptx_texts:

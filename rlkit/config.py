@@ -82,7 +82,10 @@ class TrainConfig(Section):
     )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     bf16: bool = Field(False, description="bf16 autocast (GPU users).")
-    threads: int | None = Field(None, description="torch CPU threads; None keeps torch's.")
+    threads: int | None = Field(
+        1, description="torch CPU threads (1 is fastest for tiny models on a shared CPU; "
+        "None keeps torch's default)."
+    )
 
 
 class EvalConfig(Section):

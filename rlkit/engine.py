@@ -349,7 +349,7 @@ class Run:
         """Epochs × minibatches × accumulated micro-batches; one optimizer step per minibatch.
 
         Groups (samples of one prompt, or one preference pair) are never split across
-        minibatches. Each micro-batch's loss is weighted by its share of the minibatch's
+        minibatches or micro-batches. Each micro-batch's loss is weighted by its share of the minibatch's
         tokens (or sequences, per ``loss_aggregation``) so accumulation equals one big batch.
         """
         c = self.algo_config
@@ -369,7 +369,9 @@ class Run:
                 mb_index = torch.nonzero(torch.isin(exp.group_ids, mb_groups)).squeeze(1)
                 mb_total = (exp.response_mask[mb_index].sum() if by_token
                             else torch.tensor(float(len(mb_index))))
-                for micro in torch.tensor_split(mb_index, min(c.grad_accum_steps, len(mb_index))):
+                for micro_groups in torch.tensor_split(mb_groups,
+                                                       min(c.grad_accum_steps, len(mb_groups))):
+                    micro = torch.nonzero(torch.isin(exp.group_ids, micro_groups)).squeeze(1)
                     mb = exp.select(micro)
                     out = self.policy_output(mb, temperature)
                     loss, metrics = self.algorithm.loss(mb, out)

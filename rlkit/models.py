@@ -163,7 +163,13 @@ class ValueModel(nn.Module):
 def build_critic(init: str, policy: PreTrainedModel, tokenizer: Any,
                  reward_model: nn.Module | None, reward_tokenizer: Any) -> ValueModel:
     """A critic initialised from the policy trunk (zero head) or from the reward model (its
-    trunk and scoring head: Ouyang et al. 2022; Zheng et al. 2023 recommend it)."""
+    trunk and scoring head: Ouyang et al. 2022; Zheng et al. 2023 recommend it). ``auto``: the
+    reward model when it is a Hugging Face model sharing the policy's tokenizer, else the policy."""
+    if init == "auto":
+        shares = (reward_model is not None and hasattr(reward_model, "base_model")
+                  and reward_tokenizer is not None
+                  and reward_tokenizer.get_vocab() == tokenizer.get_vocab())
+        init = "reward" if shares else "policy"
     if init == "reward":
         if reward_model is None or not hasattr(reward_model, "base_model"):
             raise ConfigError(
@@ -193,7 +199,7 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer: Any,
             head.weight.zero_()
             head.bias.zero_()
     else:
-        raise ConfigError(f"critic_init must be 'policy' or 'reward', not '{init}'.")
+        raise ConfigError(f"critic_init must be 'policy', 'reward' or 'auto', not '{init}'.")
     critic = ValueModel(trunk, head)
     disable_dropout(critic)
     return critic

@@ -85,7 +85,7 @@ def check_registers(name: str) -> None:
     assert isinstance(cls, type) and issubclass(cls, Algorithm), (
         f"'{name}' must register a subclass of rlkit.algorithm.Algorithm, got {cls!r}")
     assert cls.name == name, f"the class registered as '{name}' says name={cls.name!r}"
-    assert cls.data in ("rollout", "preferences"), f"data must be rollout or preferences"
+    assert cls.data in ("rollout", "preferences"), "data must be rollout or preferences"
 
 
 def check_config_documented(name: str) -> None:

@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from transformers import DistilBertConfig, DistilBertForSequenceClassification, GPT2Config
-from transformers import GPT2LMHeadModel
+from transformers import (
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+)
 
 from rlkit.compare.experiment import load_experiment
 from rlkit.compare.runner import run_grid

@@ -117,8 +117,9 @@ def test_kl_is_zero_and_ratio_is_one_before_the_first_update(tmp_path):
 
 def test_one_minibatch_of_eight_equals_eight_accumulated_minibatches_of_one(tmp_path):
     def grads(accum: int):
-        config = tiny_config(**{"algorithm.grad_accum_steps": accum, "rollout.batch_size": 4,
-                                "algorithm.samples_per_prompt": 2})
+        config = tiny_config(**{"algorithm.grad_accum_steps": accum, "rollout.batch_size": 8,
+                                "algorithm.samples_per_prompt": 1,
+                                "algorithm.baseline": "moving_average"})
         run = make_run(tmp_path, config, name=f"accum{accum}")
         exp, _ = run.rollout(1)
         with torch.no_grad():

@@ -9,7 +9,12 @@ import yaml
 from click.testing import CliRunner
 
 from rlkit.cli import cli_for_tests
-from rlkit.plugins import get_plugin_manager, load_plugin_file, make_plugin_manager, set_plugin_manager
+from rlkit.plugins import (
+    get_plugin_manager,
+    load_plugin_file,
+    make_plugin_manager,
+    set_plugin_manager,
+)
 from rlkit.testing import CHECKS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "writing-plugins.md"

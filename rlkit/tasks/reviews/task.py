@@ -177,6 +177,10 @@ class ReviewsTask(Task):
     def preferences(self) -> str:
         return str(self.ensure_built() / PREFERENCES_FILE)
 
+    def pretraining_texts(self) -> list[str]:
+        """The SFT corpus (for PPO-ptx's language-model loss)."""
+        return (self.ensure_built() / "corpus.txt").read_text(encoding="utf-8").splitlines()
+
     def prepare(self) -> dict[str, Any]:
         """Build now (if needed) and return the world's figures, plus where it lives and
         whether this call built it."""

@@ -1,0 +1,92 @@
+"""The comparison statistics against independent computations on fixed arrays."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from rlkit.compare import stats
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    x = np.array([10.0, 1.0, 7.0, 3.0, 5.0, 9.0, 2.0, 8.0])
+    middle = np.sort(x)[2:6]  # drop the lowest and highest quarter
+    assert stats.iqm(x) == pytest.approx(middle.mean())
+    assert stats.iqm(x) == pytest.approx(6.25 - 0.5)  # (3 + 5 + 7 + 8) / 4 = 5.75
+
+
+def test_mean_std_use_the_sample_standard_deviation():
+    mean, std = stats.mean_std([1.0, 2.0, 4.0])
+    assert mean == pytest.approx(7 / 3)
+    assert std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
+
+
+def test_welch_matches_the_hand_formula():
+    x, y = np.array([2.1, 2.5, 2.9, 3.4]), np.array([1.0, 1.6, 1.1])
+    res = stats.welch_test(x, y)
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    t = (x.mean() - y.mean()) / math.sqrt(vx + vy)
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    p = 2 * sps.t.sf(abs(t), df)
+    assert res.t == pytest.approx(t) and res.df == pytest.approx(df) and res.p == pytest.approx(p)
+    assert res.diff == pytest.approx(x.mean() - y.mean())
+
+
+def test_benjamini_hochberg_on_a_hand_worked_example():
+    p = [0.01, 0.04, 0.03, 0.20]
+    # sorted: 0.01, 0.03, 0.04, 0.20 → m·p/rank: 0.04, 0.06, 0.0533, 0.20
+    # step-up minimum from the top: 0.04, 0.0533, 0.0533, 0.20 → back to input order
+    expected = [0.04, 0.16 / 3, 0.16 / 3, 0.20]
+    np.testing.assert_allclose(stats.benjamini_hochberg(p), expected)
+    assert math.isnan(stats.benjamini_hochberg([0.5, float("nan")])[1])
+
+
+def test_probability_of_improvement_known_answer():
+    # pairs: 3 beats 1,2 and ties 3; 4 and 5 beat all three → (2 + 0.5 + 3 + 3) / 9
+    assert stats.probability_of_improvement([3, 4, 5], [1, 2, 3]) == pytest.approx(8.5 / 9)
+    assert stats.probability_of_improvement([1, 2], [1, 2]) == pytest.approx(0.5)
+    u = sps.mannwhitneyu([3, 4, 5], [1, 2, 3]).statistic
+    assert stats.probability_of_improvement([3, 4, 5], [1, 2, 3]) == pytest.approx(u / 9)
+
+
+def test_bootstrap_intervals_are_seeded_and_contain_the_estimate():
+    x = np.array([0.3, 0.9, 0.5, 0.7, 0.4])
+    a = stats.iqm_ci(x, seed=0)
+    b = stats.iqm_ci(x, seed=0)
+    assert (a.low, a.high) == (b.low, b.high)
+    assert a.low <= a.point <= a.high and a.point == pytest.approx(stats.iqm(x))
+    poi = stats.probability_of_improvement_ci([3, 4, 5], [1, 2, 3], seed=1)
+    assert poi.low <= poi.point <= poi.high <= 1.0
+
+
+def test_stratified_bootstrap_resamples_within_each_task():
+    # two tasks with very different scales: a stratified resample keeps one run per task row
+    scores = np.array([[0.0, 100.0], [1.0, 101.0], [2.0, 102.0]])  # runs × tasks
+    ci = stats.iqm_ci(scores, seed=0, n_resamples=500)
+    assert 0 < ci.low <= ci.point <= ci.high < 102
+
+
+def test_few_seeds_warning_uses_the_exact_rank_test_floor():
+    for n, m in [(3, 3), (2, 4), (4, 4)]:
+        floor = 2 / math.comb(n + m, n)
+        assert stats.min_exact_mannwhitney_p(n, m) == pytest.approx(floor)
+        # scipy's exact test on perfectly separated samples reaches exactly that floor
+        exact = sps.mannwhitneyu(np.arange(n) + 100, np.arange(m), method="exact").pvalue
+        assert exact == pytest.approx(floor)
+    warning = stats.few_seeds_warning(3, 3)
+    assert warning is not None and "0.1" in warning
+    assert stats.few_seeds_warning(6, 6) is None
+
+
+def test_pairwise_comparisons_cover_every_pair_and_adjust():
+    scores = {"a": np.array([3.0, 4.0, 5.0]), "b": np.array([1.0, 2.0, 3.0]),
+              "c": np.array([0.0, 0.5, 1.0])}
+    result = stats.pairwise_comparisons(scores, seed=0)
+    assert len(result) == len(list(combinations(scores, 2)))
+    raw = [r.welch.p for r in result]
+    adjusted = stats.benjamini_hochberg(raw)
+    np.testing.assert_allclose([r.p_adjusted for r in result], adjusted)

@@ -65,3 +65,16 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     import json
 
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def reviews_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in review world, built once per test session into a temporary cache."""
+    import torch
+
+    from rlkit.tasks.reviews.task import ReviewsTask
+
+    torch.set_num_threads(1)
+    cache = tmp_path_factory.mktemp("reviews-cache")
+    ReviewsTask({}, cache_dir=cache).prepare()
+    return cache

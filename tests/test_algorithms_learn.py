@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import make_run, read_rows
 
 ALGORITHMS = ["reinforce", "a2c", "ppo_clip", "ppo_kl", "ppo_max", "dpo"]
@@ -35,16 +34,6 @@ def learn_config(algorithm: str, seed: int) -> dict:
         "eval": {"every": 0, "num_prompts": 128},
         "tracking": {"trackers": ["jsonl"]},
     }
-
-
-@pytest.fixture(scope="session")
-def reviews_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rlkit.tasks.reviews.task import ReviewsTask
-
-    torch.set_num_threads(1)
-    cache = tmp_path_factory.mktemp("reviews-cache")
-    ReviewsTask({}, cache_dir=cache).prepare()
-    return cache
 
 
 @pytest.mark.parametrize("seed", SEEDS)

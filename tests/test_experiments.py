@@ -89,3 +89,17 @@ def test_a_killed_run_in_a_grid_resumes_from_its_checkpoint(tmp_path):
     assert [r.state for r in results] == ["finished"]
     steps = [r["train/step"] for r in read_rows(run.run_dir / "metrics.jsonl")]
     assert steps == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_ray_executor_on_a_local_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    good = [dict(tiny_config(seed=s), name=f"ray{s}") for s in (0, 1)]
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        results = run_grid(good, tmp_path / "exp", executor="ray")
+    finally:
+        ray.shutdown()
+    assert sorted((r.name, r.state) for r in results) == [("ray0", "finished"),
+                                                          ("ray1", "finished")]
+    rows = (tmp_path / "exp" / "ray0" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["train/step"] == 3

@@ -61,13 +61,6 @@ def read_prompts(path: str | Path, field: str = "prompt") -> list[str]:
     return prompts
 
 
-def read_preferences(path: str | Path) -> list[dict[str, str]]:
-    rows = read_jsonl(path, required=("prompt", "chosen", "rejected"))
-    if not rows:
-        raise DataError(f"{path}: the preference file is empty.")
-    return rows
-
-
 def read_dataset_prompts(name: str, split: str, field: str, limit: int | None = None) -> list[str]:
     """Prompts from a Hugging Face dataset (hub id, or a local directory / data files)."""
     try:

@@ -24,7 +24,7 @@ from rlkit import metrics as M
 from rlkit.algorithm import Experience, PolicyOutput
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlkit.config import RunConfig, algorithm_config, dump_config
-from rlkit.data import first_words, read_dataset_prompts, read_preferences, read_prompts
+from rlkit.data import first_words, read_dataset_prompts, read_prompts
 from rlkit.errors import ConfigError, DataError
 from rlkit.models import build_critic, frozen_copy, load_policy, resolve_device
 from rlkit.ops import explained_variance, kl_penalty, masked_mean
@@ -32,6 +32,7 @@ from rlkit.plugins import PluginManager, get_plugin_manager
 from rlkit.rollout import Samples, forward_response, forward_values, sample
 from rlkit.scoring import FunctionReward, ModelReward
 from rlkit.tracking.base import RunInfo
+from rlkit.training import load_preference_jsonl
 
 
 def stream_seed(seed: int, step: int, stream: int) -> int:
@@ -176,7 +177,7 @@ class Run:
                 "'preferences' to a JSONL with prompt, chosen, rejected (or use a task that "
                 "provides pairs, such as 'reviews')."
             )
-        return read_preferences(path)
+        return load_preference_jsonl(path)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.algo_config
@@ -567,8 +568,9 @@ class Run:
         row = self._axes() | self._rollout_metrics(exp, info) | prepared | stats
         row[M.POLICY_KL_COEF] = self.algorithm.kl_coef
         if exp.values is not None and exp.returns is not None:
-            row[M.VALUE_EXPLAINED_VARIANCE] = explained_variance(
-                exp.values, exp.returns, exp.response_mask)
+            ev = explained_variance(exp.values, exp.returns, exp.response_mask)
+            if math.isfinite(ev):  # undefined when every return is equal: omitted, not faked
+                row[M.VALUE_EXPLAINED_VARIANCE] = ev
         elapsed = t_end - t_start
         row |= {
             M.PERF_STEP_TIME: elapsed, M.PERF_ROLLOUT_TIME: t_rollout - t_start,

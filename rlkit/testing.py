@@ -61,6 +61,10 @@ def _batch(run):
         exp, _ = run.preference_batch(1)
     else:
         exp, _ = run.rollout(1)
+        # Distinct rewards, so a zero gradient means broken plumbing, not a batch of equal
+        # (e.g. all-zero) rewards that leaves nothing to learn.
+        noise = torch.randn(len(exp), generator=torch.Generator().manual_seed(0))
+        exp.scores = exp.scores + noise.to(exp.scores.device)
     with torch.no_grad():
         run.algorithm.prepare(exp)
     return exp

@@ -90,3 +90,32 @@ def test_pairwise_comparisons_cover_every_pair_and_adjust():
     raw = [r.welch.p for r in result]
     adjusted = stats.benjamini_hochberg(raw)
     np.testing.assert_allclose([r.p_adjusted for r in result], adjusted)
+
+
+def test_probability_of_improvement_for_a_lower_is_better_metric_flips():
+    scores = {"low": np.array([1.0, 2.0, 3.0]), "high": np.array([3.0, 4.0, 5.0])}
+    (pair,) = stats.pairwise_comparisons(scores, goal="min", seed=0)
+    assert pair.poi.point == pytest.approx(8.5 / 9)  # "low" improves on "high" when min is best
+
+
+def test_common_grid_keeps_shared_x_and_interpolates_otherwise():
+    x = np.array([0.0, 10.0, 20.0])
+    grid, ys = stats.common_grid([x, x], [x * 2, x * 3])
+    np.testing.assert_array_equal(grid, x)  # same evaluation schedule: no interpolation
+    np.testing.assert_array_equal(ys, [x * 2, x * 3])
+    grid, ys = stats.common_grid([x, x + 5.0], [x, x + 5.0], n_points=5)
+    assert grid[0] == 5.0 and grid[-1] == 20.0  # only the range both runs cover
+    np.testing.assert_allclose(ys, [grid, grid])  # y = x on both lines
+    assert stats.common_grid([x, x + 100.0], [x, x]) is None  # nothing shared
+
+
+def test_bootstrap_band_is_seeded_and_brackets_the_mean():
+    rng = np.random.default_rng(3)
+    ys = rng.normal(size=(5, 7)) + np.arange(7)
+    a = stats.bootstrap_band(np.arange(7), ys, seed=0, n_resamples=300)
+    b = stats.bootstrap_band(np.arange(7), ys, seed=0, n_resamples=300)
+    np.testing.assert_array_equal(a.low, b.low)
+    np.testing.assert_allclose(a.mean, ys.mean(axis=0))
+    assert np.all(a.low <= a.mean) and np.all(a.mean <= a.high) and np.all(a.low < a.high)
+    one = stats.bootstrap_band(np.arange(7), ys[:1])
+    np.testing.assert_array_equal(one.low, one.high)  # one seed: no spread to show

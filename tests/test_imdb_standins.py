@@ -19,7 +19,8 @@ from rlkit.compare.runner import run_grid
 from rlkit.config import apply_overrides
 from rlkit.errors import RlkitError
 from rlkit.plugins import get_plugin_manager
-from rlkit.tasks.toy import WORDS, word_tokenizer
+from rlkit.tasks.toy import WORDS
+from rlkit.training import build_word_tokenizer
 
 EXPERIMENT = Path(__file__).resolve().parent.parent / "experiments" / "imdb_gpt2.yaml"
 pytest.importorskip("datasets")
@@ -27,7 +28,7 @@ pytest.importorskip("datasets")
 
 @pytest.fixture
 def standins(tmp_path):
-    tok = word_tokenizer(WORDS)
+    tok = build_word_tokenizer(WORDS)
     policy_dir, reward_dir, data_dir = tmp_path / "gpt2-imdb", tmp_path / "distilbert-imdb", \
         tmp_path / "imdb"
     policy = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=16,
@@ -39,7 +40,7 @@ def standins(tmp_path):
         pad_token_id=tok.pad_token_id, id2label={0: "NEGATIVE", 1: "POSITIVE"},
         label2id={"NEGATIVE": 0, "POSITIVE": 1}))
     reward.save_pretrained(reward_dir)
-    reward_tok = word_tokenizer(WORDS)
+    reward_tok = build_word_tokenizer(WORDS)
     reward_tok.padding_side = "right"
     reward_tok.save_pretrained(reward_dir)
     data_dir.mkdir()

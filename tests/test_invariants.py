@@ -10,7 +10,8 @@ from conftest import make_run, read_rows, tiny_config
 
 from rlkit.ops import kl_penalty
 from rlkit.rollout import forward_response, response_mask_after_eos, sample
-from rlkit.tasks.toy import WORDS, word_tokenizer
+from rlkit.tasks.toy import WORDS
+from rlkit.training import build_word_tokenizer
 
 NONDETERMINISTIC = ("perf/", "train/wall_s")
 
@@ -22,7 +23,7 @@ def _deterministic(row: dict) -> dict:
 def test_pad_differs_from_eos_even_when_the_tokenizer_shares_them(tmp_path):
     from rlkit.models import ensure_pad_token
 
-    tok = word_tokenizer(WORDS)
+    tok = build_word_tokenizer(WORDS)
     tok.pad_token = tok.eos_token  # the GPT-2 habit rlkit must undo
     assert tok.pad_token_id == tok.eos_token_id
     ensure_pad_token(tok, None)

@@ -91,3 +91,32 @@ def test_report_command_and_wandb_report_offline(tmp_path, monkeypatch):
 def test_report_of_an_empty_directory_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli_for_tests(), ["report", str(tmp_path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_logs_skip_only_a_truncated_last_line(tmp_path):
+    from rlkit.compare.logs import load_experiment
+    from rlkit.errors import RlkitError
+
+    exp = load_experiment(fake_experiment(tmp_path / "fake"))
+    truncated = [r for r in exp.runs if r.skipped_lines]
+    assert len(truncated) == 3 and all(len(r.rows) == 11 for r in truncated)
+    assert [r.name for r in exp.failed] == ["delta__toy__s0"]
+    assert exp.score_matrix("alpha", "eval/reward").shape == (3, 1)
+
+    bad = tmp_path / "fake" / "alpha__toy__s0" / "metrics.jsonl"
+    lines = bad.read_text().splitlines()
+    bad.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    with pytest.raises(RlkitError, match=r"metrics.jsonl:2"):
+        load_experiment(tmp_path / "fake")
+    with pytest.raises(RlkitError, match="No runs found"):
+        load_experiment(tmp_path)
+
+
+def test_wandb_report_groups_by_label_and_shows_a_runs_table():
+    pytest.importorskip("wandb_workspaces")
+    from rlkit.compare.wandb_report import build_report
+
+    report = build_report(None, "rlkit", "fake")
+    grid = next(b for b in report.blocks if type(b).__name__ == "PanelGrid")
+    assert grid.runsets[0].groupby == ["config.label"]  # a β sweep stays several arms
+    assert "summary:eval/reward" in grid.runsets[0].visible_columns

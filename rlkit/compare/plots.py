@@ -109,13 +109,12 @@ def _final_points(exp: Experiment, x_metric: str, y_metric: str) -> dict[str, np
     return out
 
 
-def _scatter_with_means(
-    exp: Experiment, points: dict[str, np.ndarray], ax: Axes, mean_label: str
-) -> None:
+def _scatter_with_means(exp: Experiment, points: dict[str, np.ndarray], ax: Axes) -> None:
+    """Dots: one per run; diamond with bars: the label's mean ± one std over seeds."""
     colors = label_colors(exp.labels)
     for label, arr in points.items():
         c = colors[label]
-        ax.scatter(arr[:, 0], arr[:, 1], color=c, alpha=0.55, s=30, label=f"{label} runs")
+        ax.scatter(arr[:, 0], arr[:, 1], color=c, alpha=0.55, s=30)
         mx, my = arr.mean(axis=0)
         sx, sy = arr.std(axis=0, ddof=1) if len(arr) > 1 else (0.0, 0.0)
         ax.errorbar(
@@ -129,7 +128,7 @@ def _scatter_with_means(
             mec="black",
             capsize=3,
             lw=1.2,
-            label=f"{label} {mean_label}",
+            label=label,
         )
 
 
@@ -144,10 +143,11 @@ def plot_frontier(exp: Experiment, path: Path) -> Path | None:
     if not points:
         return None
     fig, ax = _new_figure()
-    _scatter_with_means(exp, points, ax, "mean ± std")
+    _scatter_with_means(exp, points, ax)
     ax.set_xlabel(_axis_label(EVAL_METRICS["eval/kl"]))
     ax.set_ylabel(_axis_label(EVAL_METRICS["eval/reward"]))
-    ax.set_title("Reward-KL frontier (final evaluation)\nup-left is better: more reward per nat")
+    ax.set_title("Reward-KL frontier (final evaluation; dots: runs, diamonds: mean ± std)\n"
+        "up-left is better: more reward per nat")
     ax.grid(alpha=0.3)
     _legend(ax)
     return _save(fig, path)
@@ -175,11 +175,12 @@ def plot_proxy_vs_gold(exp: Experiment, path: Path) -> Path | None:
             if len(rows) > 1:
                 arr = np.asarray(rows, dtype=float)
                 ax.plot(arr[:, 0], arr[:, 1], color=colors[label], alpha=0.3, lw=0.8)
-    _scatter_with_means(exp, points, ax, "final mean ± std")
+    _scatter_with_means(exp, points, ax)
     ax.set_xlabel(_axis_label(EVAL_METRICS["eval/reward"]))
     ax.set_ylabel(_axis_label(EVAL_METRICS["eval/gold_reward"]))
     ax.set_title(
-        "Proxy vs gold reward\nlines: each run over training; gold falling = reward hacking"
+        "Proxy vs gold reward (dots: final per run, diamonds: mean ± std)\n"
+        "lines: each run over training; gold falling = reward hacking"
     )
     ax.grid(alpha=0.3)
     _legend(ax)

@@ -221,8 +221,8 @@ def summarize(exp: Experiment, n_resamples: int = DEFAULT_RESAMPLES, seed: int =
     pairwise = {}
     for key in PAIRWISE_METRICS:
         if key in tables and len(tables[key].rows) > 1:
-            scores = exp.scores(key, "final")
-            scores = {lbl: s for lbl, s in scores.items() if np.isfinite(s).any()}
+            # leader first, so that P(A > B) mostly reads as "how sure is the lead"
+            scores = {r.label: exp.score_matrix(r.label, key, "final") for r in tables[key].rows}
             pairwise[key] = pairwise_comparisons(
                 scores, EVAL_METRICS[key].goal, n_resamples=n_resamples, seed=seed
             )
@@ -297,7 +297,10 @@ def _verdict(pc: PairComparison) -> str:
         return "no test (too few runs or no variance)"
     if pc.p_adjusted > ALPHA:
         return "not significant"
-    return f"{pc.a if pc.welch.diff > 0 else pc.b} better"
+    winner = pc.a if pc.welch.diff > 0 else pc.b
+    if pc.min_exact_p > ALPHA:
+        return f"{winner} better (Welch only: rests on normality, see warning)"
+    return f"{winner} better"
 
 
 def _goal_text(info: MetricInfo) -> str:
@@ -416,7 +419,8 @@ def _pairwise_blocks(comp: Comparison) -> list[Block]:
             ),
         ),
     ]
-    blocks += [("warn", w) for w in comp.warnings]
+    if comp.warnings:
+        blocks.append(("warn", "Few seeds: read the warning at the top before trusting a verdict."))
     for key, pairs in comp.pairwise.items():
         info = EVAL_METRICS[key]
         blocks.append(("h", 3, info.title))

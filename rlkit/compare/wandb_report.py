@@ -15,6 +15,11 @@ from rlkit.errors import RlkitError
 
 CURVES = ("eval/reward", "eval/gold_reward", "eval/kl", "eval/response_length",
           "objective/reward", "objective/kl")
+#: Every run's config carries its display label (experiment.py sets it).
+GROUP_KEY = "config.label"
+#: The runs table: identity, seed, and the final eval metrics (summary = last value).
+RUN_COLUMNS = ["config:label.value", "config:seed.value", "run:state",
+               *(f"summary:{m}" for m in CURVES[:4])]
 
 
 def _reports_module() -> Any:
@@ -30,13 +35,17 @@ def _reports_module() -> Any:
 def build_report(entity: str | None, project: str, group: str, table_markdown: str = "") -> Any:
     """The report object for the runs of ``group`` (= the experiment's name) in ``project``."""
     wr = _reports_module()
+    # Group by the display label, not algorithm.name: a sweep (ppo_kl at several β) shares
+    # one algorithm but is several arms. The runset's table shows one row per run.
     runset = wr.Runset(entity=entity or "", project=project, name=group,
-                       filters=f"Group = '{group}'", groupby=["config.algorithm.name"])
+                       filters=f"Group = '{group}'", groupby=[GROUP_KEY],
+                       visible_columns=RUN_COLUMNS)
     curves = [wr.LinePlot(title=f"{m} vs samples", x="train/samples", y=[m],
-                          groupby="config.algorithm.name", groupby_aggfunc="mean",
-                          groupby_rangefunc="stderr") for m in CURVES]
-    frontier = wr.ScatterPlot(title="Reward–KL frontier (final evaluation)", x="eval/kl",
-                              y="eval/reward")
+                          groupby=wr.Config(GROUP_KEY.removeprefix("config.")),
+                          groupby_aggfunc="mean", groupby_rangefunc="stderr") for m in CURVES]
+    # summary = last logged value = the final evaluation (the tracker sets no other summary)
+    frontier = wr.ScatterPlot(title="Reward–KL frontier (final evaluation)",
+                              x=wr.SummaryMetric("eval/kl"), y=wr.SummaryMetric("eval/reward"))
     blocks = [
         wr.H2(text="Learning curves (mean ± standard error over seeds)"),
         wr.PanelGrid(runsets=[runset], panels=curves),

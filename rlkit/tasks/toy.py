@@ -10,30 +10,16 @@ import json
 import os
 import random
 
-from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from rlkit.errors import ConfigError, did_you_mean
 from rlkit.hookspecs import hookimpl
 from rlkit.tasks.base import Split, Task
+from rlkit.training import build_word_tokenizer
 
 WORDS = (
     "the a movie plot film actor was is very not good bad great awful and but it so quite fine"
 ).split()
-SPECIALS = ["[PAD]", "[UNK]", "[EOS]"]
-
-
-def word_tokenizer(words: list[str] | tuple[str, ...]) -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer with [PAD], [UNK] and [EOS] (pad ≠ eos)."""
-    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *words])}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]",
-        padding_side="left",
-    )
-
-
 class ToyTask(Task):
     name = "toy"
     description = "Random 3-word prompts; reward counts a word. For tests and sanity checks."
@@ -58,7 +44,7 @@ class ToyTask(Task):
         ]
 
     def tokenizer(self) -> PreTrainedTokenizerFast:
-        return word_tokenizer(WORDS)
+        return build_word_tokenizer(WORDS)
 
     def reward(self) -> str:
         return "count_good"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers.utils import logging as hf_logging
 
 from rlkit import metrics as M
 from rlkit.algorithm import Experience, PolicyOutput
@@ -33,6 +34,8 @@ from rlkit.rollout import Samples, forward_response, forward_values, sample
 from rlkit.scoring import FunctionReward, ModelReward
 from rlkit.tracking.base import RunInfo
 from rlkit.training import load_preference_jsonl
+
+hf_logging.disable_progress_bar()  # per-load progress bars drown the run's own progress
 
 
 def stream_seed(seed: int, step: int, stream: int) -> int:
@@ -590,9 +593,6 @@ class Run:
         return row
 
     def _save_final_policy(self) -> None:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
         target = self.run_dir / "policy"
         self.policy.save_pretrained(target, safe_serialization=True)
         self.tokenizer.save_pretrained(target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -94,7 +95,9 @@ def run_grid(
     else:
         new = []
         # spawn: a fresh interpreter per worker (fork after torch has started threads deadlocks)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        # one process per run (Python ≥ 3.11): isolation, and an honest per-run peak memory
+        fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), **fresh) as pool:
             futures = [pool.submit(execute_run, d, str(exp_dir), plugin_files, threads)
                        for d in todo]
             for future in as_completed(futures):

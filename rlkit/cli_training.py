@@ -43,12 +43,6 @@ _MODEL_OPTIONS = (
 )
 
 
-class _UserError(click.ClickException):
-    """An RlkitError as a click error: the message alone, exit status 2, no traceback."""
-
-    exit_code = 2
-
-
 def _model_options(func: Any) -> Any:
     for option in reversed(_MODEL_OPTIONS):
         func = option(func)
@@ -129,31 +123,29 @@ def sft_command(
     The model learns each text followed by EOS, so it learns to stop; it is saved with
     its tokenizer in OUT and can be given as policy.model in a run config.
     """
-    from rlkit.training import load_text_file, split_holdout, train_sft
+    from rlkit.data import load_text_file
+    from rlkit.training import split_holdout, train_sft
 
-    try:
-        texts = load_text_file(data, field=field)
-        train, held = split_holdout(texts, eval_fraction, seed)
-        tokenizer = _load_tokenizer(tokenizer_path, train, max_vocab)
-        config = {
-            "n_layer": n_layer,
-            "n_embd": n_embd,
-            "n_head": n_head,
-            "n_positions": n_positions,
-        }
-        figures = train_sft(
-            train,
-            tokenizer,
-            out,
-            model_config=config,
-            steps=steps,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-            eval_texts=held or None,
-        )
-    except RlkitError as exc:
-        raise _UserError(str(exc)) from None
+    texts = load_text_file(data, field=field)
+    train, held = split_holdout(texts, eval_fraction, seed)
+    tokenizer = _load_tokenizer(tokenizer_path, train, max_vocab)
+    config = {
+        "n_layer": n_layer,
+        "n_embd": n_embd,
+        "n_head": n_head,
+        "n_positions": n_positions,
+    }
+    figures = train_sft(
+        train,
+        tokenizer,
+        out,
+        model_config=config,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        eval_texts=held or None,
+    )
     _echo_figures(f"SFT policy saved to {out}", {"vocabulary": len(tokenizer), **figures})
 
 
@@ -208,30 +200,28 @@ def train_rm_command(
     Pairwise ranking loss -log sigmoid(r(x, chosen) - r(x, rejected)); the model scores
     "prompt response" and is saved with its tokenizer in OUT, usable as reward.model.
     """
-    from rlkit.training import load_preference_jsonl, split_holdout, train_reward_model
+    from rlkit.data import load_preference_jsonl
+    from rlkit.training import split_holdout, train_reward_model
 
-    try:
-        pairs = load_preference_jsonl(prefs)
-        train, held = split_holdout(pairs, eval_fraction, seed)
-        texts = [f"{p['prompt']} {p['chosen']} {p['rejected']}" for p in train]
-        tokenizer = _load_tokenizer(tokenizer_path, texts, max_vocab)
-        config = {
-            "n_layer": n_layer,
-            "n_embd": n_embd,
-            "n_head": n_head,
-            "n_positions": n_positions,
-        }
-        figures = train_reward_model(
-            train,
-            tokenizer,
-            out,
-            model_config=config,
-            steps=steps,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-            eval_pairs=held or None,
-        )
-    except RlkitError as exc:
-        raise _UserError(str(exc)) from None
+    pairs = load_preference_jsonl(prefs)
+    train, held = split_holdout(pairs, eval_fraction, seed)
+    texts = [f"{p['prompt']} {p['chosen']} {p['rejected']}" for p in train]
+    tokenizer = _load_tokenizer(tokenizer_path, texts, max_vocab)
+    config = {
+        "n_layer": n_layer,
+        "n_embd": n_embd,
+        "n_head": n_head,
+        "n_positions": n_positions,
+    }
+    figures = train_reward_model(
+        train,
+        tokenizer,
+        out,
+        model_config=config,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        eval_pairs=held or None,
+    )
     _echo_figures(f"Reward model saved to {out}", {"vocabulary": len(tokenizer), **figures})

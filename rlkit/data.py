@@ -4,39 +4,94 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rlkit.errors import DataError
 
+PREFERENCE_KEYS: tuple[str, ...] = ("prompt", "chosen", "rejected")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) for each non-blank line; DataError for a missing file."""
+    if not path.is_file():
+        raise DataError(f"File '{path}' does not exist.")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line.rstrip("\n")
+
+
+def _json_object(path: Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno}). "
+            f"Each line must be one JSON object."
+        ) from None
+    if not isinstance(row, dict):
+        raise DataError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}.")
+    return row
+
+
+def _missing(path: Path, number: int, row: dict[str, Any], key: str) -> DataError:
+    present = ", ".join(sorted(row)) or "none"
+    return DataError(f"{path} line {number}: missing key '{key}' (keys present: {present}).")
+
 
 def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Rows of a JSONL file; a malformed line or a missing key names file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"File '{path}' does not exist.")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno}). "
-                    f"Each line must be one JSON object."
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path} line {number}: expected a JSON object, got {row!r:.60}.")
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise DataError(
-                    f"{path} line {number}: missing key(s) {', '.join(missing)}; "
-                    f"found {', '.join(row) or 'none'}."
-                )
-            rows.append(row)
+    for number, line in _lines(path):
+        row = _json_object(path, number, line)
+        for key in required:
+            if key not in row:
+                raise _missing(path, number, row, key)
+        rows.append(row)
     return rows
+
+
+def _string_fields(path: str | Path, keys: tuple[str, ...]) -> list[dict[str, str]]:
+    """For each JSONL line, the string values of ``keys`` (errors name file and line)."""
+    path = Path(path)
+    out = []
+    for number, line in _lines(path):
+        row = _json_object(path, number, line)
+        values = {}
+        for key in keys:
+            if key not in row:
+                raise _missing(path, number, row, key)
+            if not isinstance(row[key], str):
+                raise DataError(f"{path} line {number}: '{key}' must be a string, got "
+                                f"{type(row[key]).__name__}.")
+            values[key] = row[key]
+        out.append(values)
+    return out
+
+
+def load_text_file(path: str | Path, *, field: str = "text") -> list[str]:
+    """Training texts: one per line of a plain text file, or the ``field`` of each JSONL line
+    (``.jsonl`` / ``.json`` suffix). Blank lines are skipped."""
+    path = Path(path)
+    if path.suffix.lower() in (".jsonl", ".json"):
+        texts = [row[field] for row in _string_fields(path, (field,))]
+    else:
+        texts = [line.strip() for _, line in _lines(path)]
+    if not texts:
+        raise DataError(f"{path}: the file holds no texts.")
+    return texts
+
+
+def load_preference_jsonl(path: str | Path) -> list[dict[str, str]]:
+    """Preference pairs: JSONL with string keys ``prompt``, ``chosen``, ``rejected``
+    (responses without the prompt)."""
+    pairs = _string_fields(path, PREFERENCE_KEYS)
+    if not pairs:
+        raise DataError(f"{path}: the file holds no preference pairs.")
+    return pairs
 
 
 def read_prompts(path: str | Path, field: str = "prompt") -> list[str]:

@@ -25,7 +25,7 @@ from rlkit import metrics as M
 from rlkit.algorithm import Experience, PolicyOutput
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlkit.config import RunConfig, algorithm_config, dump_config
-from rlkit.data import first_words, read_dataset_prompts, read_prompts
+from rlkit.data import first_words, load_preference_jsonl, read_dataset_prompts, read_prompts
 from rlkit.errors import ConfigError, DataError
 from rlkit.models import build_critic, frozen_copy, load_policy, resolve_device
 from rlkit.ops import explained_variance, kl_penalty, masked_mean
@@ -33,7 +33,6 @@ from rlkit.plugins import PluginManager, get_plugin_manager
 from rlkit.rollout import Samples, forward_response, forward_values, sample
 from rlkit.scoring import FunctionReward, ModelReward
 from rlkit.tracking.base import RunInfo
-from rlkit.training import load_preference_jsonl
 
 hf_logging.disable_progress_bar()  # per-load progress bars drown the run's own progress
 

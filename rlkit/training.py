@@ -40,71 +40,10 @@ from rlkit.errors import ConfigError, DataError
 
 PAD, EOS, UNK, BOS = "[PAD]", "[EOS]", "[UNK]", "[BOS]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, EOS, UNK, BOS)
-PREFERENCE_KEYS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 
 # ---------------------------------------------------------------------------------------------
 # data files
 # ---------------------------------------------------------------------------------------------
-
-
-def _open_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) for each non-blank line; DataError for a missing file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file.")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, line.rstrip("\n")
-
-
-def _json_object(path: str | Path, number: int, line: str) -> dict[str, Any]:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno})."
-        ) from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}.")
-    return value
-
-
-def _string_field(path: str | Path, number: int, record: Mapping[str, Any], key: str) -> str:
-    if key not in record:
-        present = ", ".join(sorted(record)) or "none"
-        raise DataError(f"{path}:{number}: missing key '{key}' (keys present: {present}).")
-    value = record[key]
-    if not isinstance(value, str):
-        raise DataError(f"{path}:{number}: '{key}' must be a string, got {type(value).__name__}.")
-    return value
-
-
-def load_text_file(path: str | Path, *, field: str = "text") -> list[str]:
-    """Training texts: one per line of a plain text file, or the ``field`` of each JSONL line
-    (``.jsonl`` / ``.json`` suffix). Blank lines are skipped."""
-    is_jsonl = Path(path).suffix.lower() in (".jsonl", ".json")
-    texts = []
-    for number, line in _open_lines(path):
-        if is_jsonl:
-            texts.append(_string_field(path, number, _json_object(path, number, line), field))
-        else:
-            texts.append(line.strip())
-    if not texts:
-        raise DataError(f"{path}: the file holds no texts.")
-    return texts
-
-
-def load_preference_jsonl(path: str | Path) -> list[dict[str, str]]:
-    """Preference pairs: JSONL with string keys ``prompt``, ``chosen``, ``rejected``
-    (responses without the prompt)."""
-    pairs = []
-    for number, line in _open_lines(path):
-        record = _json_object(path, number, line)
-        pairs.append({key: _string_field(path, number, record, key) for key in PREFERENCE_KEYS})
-    if not pairs:
-        raise DataError(f"{path}: the file holds no preference pairs.")
-    return pairs
 
 
 def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:

@@ -81,7 +81,7 @@ def test_missing_key_in_jsonl_names_the_line(tmp_path):
     prompts.write_text('{"prompt": "the movie"}\n{"text": "the plot"}\n')
     result = run_cli(tmp_path, tiny_config(**{"prompts.train": str(prompts)}))
     assert result.exit_code == 2
-    assert "line 2: missing key(s) prompt" in result.output
+    assert "line 2: missing key 'prompt'" in result.output
 
 
 def test_empty_prompt_set(tmp_path):

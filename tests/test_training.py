@@ -10,12 +10,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from rlkit.cli import cli_for_tests
 from rlkit.cli_training import sft_command, train_rm_command
+from rlkit.data import load_preference_jsonl, load_text_file
 from rlkit.errors import DataError
 from rlkit.training import (
     build_word_tokenizer,
-    load_preference_jsonl,
-    load_text_file,
     ranking_loss,
     reward_scores,
     sample_responses,
@@ -54,14 +54,14 @@ def test_load_text_file_plain_and_jsonl(tmp_path: Path) -> None:
     jsonl = tmp_path / "a.jsonl"
     jsonl.write_text('{"text": "x y"}\n{"body": "z", "text": "w"}\n')
     assert load_text_file(jsonl) == ["x y", "w"]
-    with pytest.raises(DataError, match=r"a\.jsonl:1: missing key 'body'"):
+    with pytest.raises(DataError, match=r"a\.jsonl line 1: missing key 'body'"):
         load_text_file(jsonl, field="body")
 
 
 def test_malformed_jsonl_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "prefs.jsonl"
     path.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n\n{"prompt": "a", oops}\n')
-    with pytest.raises(DataError, match=r"prefs\.jsonl:3: not valid JSON"):
+    with pytest.raises(DataError, match=r"prefs\.jsonl line 3: not valid JSON"):
         load_preference_jsonl(path)
 
 
@@ -70,23 +70,23 @@ def test_missing_key_names_file_line_and_key(tmp_path: Path) -> None:
     path.write_text(
         '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": "b"}\n'
     )
-    with pytest.raises(DataError, match=r"prefs\.jsonl:2: missing key 'rejected'"):
+    with pytest.raises(DataError, match=r"prefs\.jsonl line 2: missing key 'rejected'"):
         load_preference_jsonl(path)
     texts = tmp_path / "texts.jsonl"
     texts.write_text('{"text": "fine"}\n{"txt": "oops"}\n')
-    with pytest.raises(DataError, match=r"texts\.jsonl:2: missing key 'text'.*txt"):
+    with pytest.raises(DataError, match=r"texts\.jsonl line 2: missing key 'text'.*txt"):
         load_text_file(texts)
 
 
 def test_wrong_types_missing_and_empty_files(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "a", "chosen": 3, "rejected": "c"}\n')
-    with pytest.raises(DataError, match=r"p\.jsonl:1: 'chosen' must be a string"):
+    with pytest.raises(DataError, match=r"p\.jsonl line 1: 'chosen' must be a string"):
         load_preference_jsonl(path)
     path.write_text("[1, 2]\n")
-    with pytest.raises(DataError, match=r"p\.jsonl:1: expected a JSON object"):
+    with pytest.raises(DataError, match=r"p\.jsonl line 1: expected a JSON object"):
         load_preference_jsonl(path)
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="missing.txt. does not exist"):
         load_text_file(tmp_path / "missing.txt")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")
@@ -227,9 +227,11 @@ def test_sft_cli_on_a_text_file(tmp_path: Path) -> None:
 def test_train_rm_cli_reports_bad_line(tmp_path: Path) -> None:
     data = tmp_path / "prefs.jsonl"
     data.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\nnot json\n')
-    result = CliRunner().invoke(train_rm_command, [str(data), "--out", str(tmp_path / "rm")])
+    # through the rlkit group, which turns an RlkitError into exit status 2
+    result = CliRunner().invoke(cli_for_tests(), ["train-rm", str(data), "--out",
+                                                  str(tmp_path / "rm")])
     assert result.exit_code == 2
-    assert "prefs.jsonl:2" in result.output
+    assert "prefs.jsonl line 2" in result.output
     assert "Traceback" not in result.output
 
 

@@ -129,23 +129,9 @@ def sft_command(
     texts = load_text_file(data, field=field)
     train, held = split_holdout(texts, eval_fraction, seed)
     tokenizer = _load_tokenizer(tokenizer_path, train, max_vocab)
-    config = {
-        "n_layer": n_layer,
-        "n_embd": n_embd,
-        "n_head": n_head,
-        "n_positions": n_positions,
-    }
-    figures = train_sft(
-        train,
-        tokenizer,
-        out,
-        model_config=config,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        eval_texts=held or None,
-    )
+    config = {"n_layer": n_layer, "n_embd": n_embd, "n_head": n_head, "n_positions": n_positions}
+    figures = train_sft(train, tokenizer, out, model_config=config, steps=steps, lr=lr,
+                        batch_size=batch_size, seed=seed, eval_texts=held or None)
     _echo_figures(f"SFT policy saved to {out}", {"vocabulary": len(tokenizer), **figures})
 
 
@@ -207,21 +193,7 @@ def train_rm_command(
     train, held = split_holdout(pairs, eval_fraction, seed)
     texts = [f"{p['prompt']} {p['chosen']} {p['rejected']}" for p in train]
     tokenizer = _load_tokenizer(tokenizer_path, texts, max_vocab)
-    config = {
-        "n_layer": n_layer,
-        "n_embd": n_embd,
-        "n_head": n_head,
-        "n_positions": n_positions,
-    }
-    figures = train_reward_model(
-        train,
-        tokenizer,
-        out,
-        model_config=config,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        eval_pairs=held or None,
-    )
+    config = {"n_layer": n_layer, "n_embd": n_embd, "n_head": n_head, "n_positions": n_positions}
+    figures = train_reward_model(train, tokenizer, out, model_config=config, steps=steps, lr=lr,
+                                 batch_size=batch_size, seed=seed, eval_pairs=held or None)
     _echo_figures(f"Reward model saved to {out}", {"vocabulary": len(tokenizer), **figures})

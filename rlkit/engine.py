@@ -207,11 +207,14 @@ class Run:
         """Items of training step ``step`` (1-based): consecutive slices of per-epoch
         permutations seeded by the run seed alone — the same for every algorithm."""
         size, n = self.config.rollout.batch_size, len(items)
+        perms: dict[int, np.ndarray] = {}  # a step spans at most a few epochs: one draw each
         out = []
         for i in range((step - 1) * size, step * size):
             epoch, pos = divmod(i, n)
-            perm = np.random.default_rng(stream_seed(self.config.seed, epoch, stream)).permutation(n)
-            out.append(items[perm[pos]])
+            if epoch not in perms:
+                rng = np.random.default_rng(stream_seed(self.config.seed, epoch, stream))
+                perms[epoch] = rng.permutation(n)
+            out.append(items[perms[epoch][pos]])
         return out
 
     def prompt_batch(self, step: int) -> list[str]:

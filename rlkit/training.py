@@ -18,7 +18,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,6 +236,26 @@ def _optimizer(model: torch.nn.Module, lr: float, steps: int) -> tuple[torch.opt
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _fit(
+    model: torch.nn.Module, batches: Iterable[list[int]], lr: float, steps: int,
+    loss_of: Callable[[list[int]], torch.Tensor],
+) -> list[float]:
+    """The training loop both stages share: AdamW + schedule, grad-norm clip 1.0; the losses."""
+    optimizer, schedule = _optimizer(model, lr, steps)
+    model.train()
+    losses: list[float] = []
+    for batch_ids in batches:
+        loss = loss_of(batch_ids)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.detach().item())
+    model.eval()
+    return losses
+
+
 def _check_steps(steps: int, lr: float, batch_size: int) -> None:
     if steps < 1 or batch_size < 1 or not lr > 0:
         raise ConfigError(
@@ -307,18 +327,10 @@ def train_sft(
     with seeded(seed), quiet_transformers():
         model = GPT2LMHeadModel(config)
         rows = _encode(tokenizer, texts, config.n_positions, eos=True)
-        optimizer, schedule = _optimizer(model, lr, steps)
-        model.train()
-        losses: list[float] = []
-        for batch_ids in _batches(len(rows), batch_size, steps, seed):
-            loss = model(**_lm_batch([rows[i] for i in batch_ids], tokenizer.pad_token_id)).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.detach().item())
-        model.eval()
+        losses = _fit(
+            model, _batches(len(rows), batch_size, steps, seed), lr, steps,
+            lambda ids: model(**_lm_batch([rows[i] for i in ids], tokenizer.pad_token_id)).loss,
+        )
         figures: dict[str, Any] = {
             "params": _n_params(model),
             "train_texts": len(rows),
@@ -477,18 +489,11 @@ def train_reward_model(
         else:
             model = GPT2ForSequenceClassification(config)
         texts = _PairTexts(tokenizer, pairs, model.config.n_positions)
-        optimizer, schedule = _optimizer(model, lr, steps)
-        model.train()
-        losses: list[float] = []
-        for batch_ids in _group_batches(_prompt_groups(pairs, batch_size), batch_size, steps, seed):
-            loss = ranking_loss(*texts.scores(model, batch_ids, tokenizer.pad_token_id))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.detach().item())
-        model.eval()
+        batches = _group_batches(_prompt_groups(pairs, batch_size), batch_size, steps, seed)
+        losses = _fit(
+            model, batches, lr, steps,
+            lambda ids: ranking_loss(*texts.scores(model, ids, tokenizer.pad_token_id)),
+        )
         figures: dict[str, Any] = {
             "params": _n_params(model),
             "train_pairs": len(pairs),

@@ -12,10 +12,15 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+import typing
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from rlkit.api import RunContext
 
 
 def doc(default: Any, text: str) -> Any:
@@ -52,7 +57,12 @@ class Experience:
 
     ``input_ids``/``attention_mask`` hold [left-padded prompt | response], shape [N, P+R];
     per-token tensors cover the R response positions. Log-probs are at the sampling
-    temperature; ``kl`` is the per-token KL to the reference under the configured estimator.
+    temperature; ``kl`` is the per-token KL to the reference under the configured estimator
+    (zeros when the algorithm declares ``needs_reference = False``, and ``ref_logprobs`` is
+    then ``None``). ``scores`` is the weighted sum of the reward sources (preference data: 1
+    chosen / 0 rejected; unpaired data: 1 desirable / 0 undesirable); ``token_rewards`` holds
+    per-token rewards when a source gives them. Fields an algorithm fills (``advantages``,
+    ``returns``) or the engine fills conditionally are read with :meth:`require`.
     """
 
     input_ids: Tensor  # [N, P+R]
@@ -60,40 +70,50 @@ class Experience:
     prompt_len: int  # P
     response_mask: Tensor  # [N, R] float, 1 up to and including the first EOS
     logprobs: Tensor  # [N, R] log π_old(a_t|s_t)
-    ref_logprobs: Tensor  # [N, R] log π_ref(a_t|s_t)
+    ref_logprobs: Tensor | None  # [N, R] log π_ref(a_t|s_t); None without a reference
     kl: Tensor  # [N, R]
     scores: Tensor  # [N] sequence reward used for training (after the missing-EOS penalty)
-    group_ids: Tensor  # [N] long; samples of one prompt share an id
+    group_ids: Tensor  # [N] long; samples of one prompt (or one pair) share an id
     values: Tensor | None = None  # [N, R] V(s_t) when the algorithm has a critic
     advantages: Tensor | None = None  # [N, R], set by Algorithm.prepare
     returns: Tensor | None = None  # [N, R], set by Algorithm.prepare when a critic learns
+    token_rewards: Tensor | None = None  # [N, R] per-token rewards of a reward source
     extras: dict[str, Tensor] = field(default_factory=dict)  # per-sample tensors of a plugin
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def select(self, index: Tensor) -> Experience:
-        """The sub-batch of rows ``index`` (every per-sample tensor sliced alike)."""
-        values = {}
+    def require(self, name: str) -> Tensor:
+        """The tensor field ``name``, or an error saying who should have set it."""
+        value = getattr(self, name) if name in _EXPERIENCE_FIELDS else self.extras.get(name)
+        if not isinstance(value, Tensor):
+            who = {"advantages": "the algorithm's prepare()", "returns": "the algorithm's "
+                   "prepare()", "values": "the engine (declare needs_critic = True)",
+                   "ref_logprobs": "the engine (declare needs_reference = True)"}.get(
+                       name, "a reward source or the algorithm")
+            raise RuntimeError(f"Experience.{name} is not set: it is filled by {who}.")
+        return value
+
+    def _map(self, fn: Any) -> Experience:
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Tensor):
-                v = v[index]
+                v = fn(v)
             elif isinstance(v, dict):
-                v = {k: t[index] for k, t in v.items()}
+                v = {k: fn(t) for k, t in v.items()}
             values[f.name] = v
         return Experience(**values)
 
+    def select(self, index: Tensor) -> Experience:
+        """The sub-batch of rows ``index`` (every per-sample tensor sliced alike)."""
+        return self._map(lambda t: t[index])
+
     def to(self, device: torch.device | str) -> Experience:
-        values = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, Tensor):
-                v = v.to(device)
-            elif isinstance(v, dict):
-                v = {k: t.to(device) for k, t in v.items()}
-            values[f.name] = v
-        return Experience(**values)
+        return self._map(lambda t: t.to(device))
+
+
+_EXPERIENCE_FIELDS = {f.name for f in dataclasses.fields(Experience)}
 
 
 @dataclass
@@ -105,43 +125,99 @@ class PolicyOutput:
     values: Tensor | None = None  # [n, R] V_φ(s_t) when a critic is used
 
 
-class Algorithm(ABC):
+LossAggregation = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum",
+                          "seq_mean_token_sum_norm"]
+#: How a loss turns per-token terms into one number (verl's ``agg_loss``; Liu et al. 2025):
+#: ``token_mean``: Σ_i Σ_t ℓ_it / Σ_i |y_i| (PPO, DAPO: each token weighs alike);
+#: ``seq_mean_token_mean``: mean_i (Σ_t ℓ_it / |y_i|) (GRPO: each sequence weighs alike);
+#: ``seq_mean_token_sum``: mean_i Σ_t ℓ_it (REINFORCE, DPO: a sequence log-prob per item);
+#: ``seq_mean_token_sum_norm``: Σ_i Σ_t ℓ_it / (N·L) with a constant L (Dr. GRPO).
+#: The engine weights accumulated micro-batches by it, so accumulation equals one big batch.
+LOSS_AGGREGATIONS: tuple[str, ...] = typing.get_args(LossAggregation)
+
+C = TypeVar("C", bound=AlgorithmConfig)
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """What one configured algorithm needs from the engine, declared in one place.
+
+    ``data_kind``: a registered data kind ("rollout", "preferences", "unpaired",
+    "judged_pairs", or a plugin's) and ``data_options`` for it; ``needs_reference``: False lets
+    the engine build no reference model and compute no reference log-probs (SimPO, ORPO, β = 0);
+    ``needs_critic`` and where the critic starts (``critic_init``: "policy", "reward", "auto";
+    a core ``critic.model`` spec overrides it with a separate model); ``loss_aggregation`` (see
+    :data:`LossAggregation`); ``clip_range`` (ε_low, ε_high) of a ratio clip, from which the
+    engine measures ``policy/clipfrac`` with one definition for every algorithm.
+    """
+
+    data_kind: str = "rollout"
+    data_options: Mapping[str, Any] = field(default_factory=dict)
+    needs_reference: bool = True
+    needs_critic: bool = False
+    critic_init: str = "policy"
+    loss_aggregation: LossAggregation = "token_mean"
+    clip_range: tuple[float, float] | None = None
+
+    def validate(self, owner: str) -> None:
+        """Raise a :class:`~rlkit.errors.PluginError` naming ``owner`` on an invalid value."""
+        from rlkit.errors import PluginError
+
+        if self.loss_aggregation not in LOSS_AGGREGATIONS:
+            raise PluginError(
+                f"Algorithm '{owner}' declares loss_aggregation={self.loss_aggregation!r}; "
+                f"valid: {', '.join(LOSS_AGGREGATIONS)}."
+            )
+        if self.critic_init not in ("policy", "reward", "auto"):
+            raise PluginError(f"Algorithm '{owner}' declares critic_init={self.critic_init!r}; "
+                              f"valid: policy, reward, auto.")
+        if self.clip_range is not None and not (
+                len(self.clip_range) == 2 and all(c >= 0 for c in self.clip_range)):
+            raise PluginError(f"Algorithm '{owner}' declares clip_range={self.clip_range!r}; "
+                              f"it must be (ε_low, ε_high), both ≥ 0.")
+
+
+class Algorithm(ABC, Generic[C]):
     """Base class of algorithm plugins.
 
-    Class attributes: ``name`` (the key of ``algorithm.name``), ``Config`` (a dataclass
-    subclassing :class:`AlgorithmConfig`, one documented field each), ``needs_critic``,
-    and ``data`` — "rollout" (sample from the policy every step) or "preferences" (batches of
-    chosen/rejected pairs from a preference file; each pair is a group of two sequences whose
-    ``scores`` are 1 for chosen and 0 for rejected).
+    Class attributes declare the defaults of :class:`AlgorithmSpec` (``data_kind``,
+    ``needs_reference``, ``needs_critic``, ``loss_aggregation``); an algorithm whose needs
+    depend on its options overrides :meth:`spec`. ``name`` is the key of ``algorithm.name``;
+    ``Config`` is a dataclass subclassing :class:`AlgorithmConfig` (one documented field each),
+    and ``self.config`` is typed as it (``class MyAlgo(Algorithm[MyConfig])``). Everything is
+    validated when the class is registered.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    data_kind: ClassVar[str] = "rollout"
+    needs_reference: ClassVar[bool] = True
     needs_critic: ClassVar[bool] = False
-    data: ClassVar[Literal["rollout", "preferences"]] = "rollout"
+    loss_aggregation: ClassVar[LossAggregation] = "token_mean"
 
-    def __init__(self, config: AlgorithmConfig, total_steps: int = 1) -> None:
-        self.config = config
+    def __init__(self, config: C, total_steps: int) -> None:
+        self.config: C = config
         self.total_steps = total_steps
+
+    @classmethod
+    def spec(cls, config: Any) -> AlgorithmSpec:
+        """The engine-facing declaration for ``config`` (defaults: the class attributes; a
+        :class:`CriticConfig` supplies ``critic_init``)."""
+        return AlgorithmSpec(
+            data_kind=cls.data_kind, needs_reference=cls.needs_reference,
+            needs_critic=cls.needs_critic, loss_aggregation=cls.loss_aggregation,
+            critic_init=config.critic_init if isinstance(config, CriticConfig) else "policy",
+        )
 
     @property
     def kl_coef(self) -> float:
         """The current β (logged as ``policy/kl_coef``; adaptive algorithms override)."""
         return float(self.config.kl_coef)
 
-    @property
-    def critic_init(self) -> str:
-        """Where the critic starts: "policy" or "reward"."""
-        return str(getattr(self.config, "critic_init", "policy"))
-
-    def data_source(self) -> str:
-        """"rollout" or "preferences" for this configured instance (defaults to ``data``)."""
-        return self.data
-
-    def setup(self, run: Any) -> None:
-        """Called once the engine's models exist. ``run`` (an :class:`rlkit.engine.Run`) gives
-        access to ``run.policy``, ``run.tokenizer``, ``run.task`` and ``run.lm_loss(texts)``
-        for algorithms that need more than experience (e.g. a pretraining loss)."""
+    def setup(self, ctx: RunContext) -> None:
+        """Called once the engine's models exist, before the first step. ``ctx`` is the
+        declared plugin API (:class:`rlkit.api.RunContext`): config, tokenizer, task, step and
+        services such as ``ctx.policy_logprobs(batch)`` and ``ctx.lm_loss(texts)``."""
 
     def prepare(self, batch: Experience) -> dict[str, float]:
         """Fill ``batch.advantages`` (and ``batch.returns``) without gradients; return metrics."""
@@ -156,11 +232,40 @@ class Algorithm(ABC):
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        """State to checkpoint (floats and tensors)."""
+        """State to checkpoint (floats, tensors, RNG states): resume must equal no stop."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+@dataclass
+class CriticConfig(AlgorithmConfig):
+    """Settings of algorithms that learn a critic (A2C, the PPOs)."""
+
+    critic_init: Literal["policy", "reward", "auto"] = doc(
+        "policy", "Critic trunk from the policy (zero head), from the reward model, or auto "
+        "(the reward model when it shares the policy's tokenizer). A core `critic.model` spec "
+        "replaces both with a separate model.")
+
+
+def validate_algorithm_class(cls: Any, plugin: str) -> None:
+    """The checks run when a plugin registers an algorithm class (errors name the plugin)."""
+    from rlkit.errors import PluginError
+
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise PluginError(f"Plugin '{plugin}' registered {cls!r} as an algorithm; it must be a "
+                          f"subclass of rlkit.Algorithm.")
+    if not (isinstance(cls.Config, type) and dataclasses.is_dataclass(cls.Config)
+            and issubclass(cls.Config, AlgorithmConfig)):
+        raise PluginError(f"Algorithm '{cls.name}' of plugin '{plugin}': Config must be a "
+                          f"@dataclass subclassing rlkit.AlgorithmConfig, not {cls.Config!r}.")
+    try:
+        default = cls.Config()
+    except TypeError as exc:
+        raise PluginError(f"Algorithm '{cls.name}' of plugin '{plugin}': every Config field "
+                          f"needs a default ({exc}).") from None
+    cls.spec(default).validate(f"{cls.name}' of plugin '{plugin}")
 
 
 def config_docs(config_cls: type) -> dict[str, tuple[Any, str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from rlkit.errors import ConfigError, did_you_mean
 
@@ -51,18 +51,48 @@ class PolicyConfig(Section):
     trust_remote_code: bool = False
 
 
+class RewardSourceConfig(Section):
+    source: str = Field(description="A registered reward source, 'task', or a model path/id.")
+    weight: float = Field(1.0, description="Weight of this source in the summed reward.")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Options of a class-based reward source.")
+
+
 class RewardConfig(Section):
+    """One reward (``model``) or several weighted ones (``sources``; the section may also be
+    written as a list of ``{source, weight, options}``)."""
+
     model: str = Field("task", description="'task', a registered reward function, or a path/id.")
+    sources: list[RewardSourceConfig] | None = Field(
+        None, description="Several weighted reward sources; replaces `model` when set.")
     label: int | None = Field(
         None, description="Which logit is the score (required when the classifier has >1 label)."
     )
     batch_size: int = Field(64, gt=0)
     trust_remote_code: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _list_form(cls, data: Any) -> Any:
+        return {"sources": data} if isinstance(data, list) else data
+
+    def entries(self) -> list[RewardSourceConfig]:
+        """The sources to build: ``sources``, or ``model`` with weight 1."""
+        return list(self.sources) if self.sources else [RewardSourceConfig(source=self.model)]
+
+
+class CriticModelConfig(Section):
+    model: str | None = Field(
+        None, description="A separate critic model (hub id / path, loaded with "
+        "rlkit_load_model(role='critic')); None: the algorithm's critic_init.")
+    trust_remote_code: bool = False
+
 
 class RolloutConfig(Section):
     batch_size: int = Field(16, gt=0, description="Prompts per training step.")
+    backend: str = Field("hf", description="Generation backend (`rlkit plugins` lists them).")
     max_new_tokens: int = Field(16, gt=0)
+    min_new_tokens: int = Field(0, ge=0, description="EOS is not sampled before this many tokens.")
     temperature: float = Field(1.0, gt=0)
     top_k: int = Field(0, ge=0, description="0 disables top-k.")
     top_p: float = Field(1.0, gt=0, le=1)
@@ -83,17 +113,33 @@ class TrainConfig(Section):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     bf16: bool = Field(False, description="bf16 autocast (GPU users).")
     threads: int | None = Field(
-        1, description="torch CPU threads (1 is fastest for tiny models on a shared CPU; "
+        1, gt=0, description="torch CPU threads (1 is fastest for tiny models on a shared CPU; "
         "None keeps torch's default)."
     )
+    skip_nonfinite: bool = Field(
+        False, description="Skip a batch whose rewards, loss or gradient norm are not finite "
+        "(counted in train/nonfinite_skipped) instead of stopping the run.")
 
 
 class EvalConfig(Section):
     every: int = Field(10, ge=0, description="Evaluate every N steps (0: only at the end).")
     num_prompts: int = Field(64, gt=0)
-    temperature: float | None = Field(None, description="None: the rollout temperature.")
-    max_new_tokens: int | None = None
+    temperature: float | None = Field(None, gt=0, description="None: the rollout temperature.")
+    max_new_tokens: int | None = Field(None, gt=0)
     seed: int = Field(1234, description="Fixed sampling seed: every algorithm decodes alike.")
+    seeds: list[int] | None = Field(
+        None, description="Several evaluation seeds (replaces `seed`): eval metrics are their "
+        "mean, and `eval/<metric>/eval_std` their spread — evaluation noise, apart from the "
+        "training seeds' spread.")
+    samples_per_prompt: int = Field(
+        1, gt=0, description="Responses per eval prompt: mean@k, and pass@k when the reward is "
+        "binary (eval/pass@k).")
+    select_prompts: int = Field(
+        0, ge=0, description="Eval prompts held apart as a selection split (logged as "
+        "eval/select/<metric>): 'best' is chosen there and reported on the others.")
+
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if self.seeds else [self.seed]
 
 
 class CheckpointConfig(Section):
@@ -121,6 +167,7 @@ class RunConfig(Section):
     preferences: str | None = Field(None, description="Preference JSONL for offline methods.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
+    critic: CriticModelConfig = Field(default_factory=CriticModelConfig)
     algorithm: dict[str, Any] = Field(default_factory=dict)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     kl: KLConfig = Field(default_factory=KLConfig)

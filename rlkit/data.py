@@ -94,8 +94,10 @@ def load_preference_jsonl(path: str | Path) -> list[dict[str, str]]:
     return pairs
 
 
-def read_prompts(path: str | Path, field: str = "prompt") -> list[str]:
-    """Prompts from a JSONL (key ``field``) or CSV (column ``field``) file; never empty."""
+def read_prompt_rows(path: str | Path, field: str = "prompt") -> list[dict[str, Any]]:
+    """Prompt rows from a JSONL (key ``field``) or CSV (column ``field``) file: ``{"prompt":
+    text, **every other column}``, the other columns being the prompt's metadata (e.g. a
+    reference ``answer``) that reward sources receive. Never empty."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Prompt file '{path}' does not exist (prompts.train / prompts.eval).")
@@ -107,17 +109,28 @@ def read_prompts(path: str | Path, field: str = "prompt") -> list[str]:
                     f"{path}: no column '{field}' (columns: {', '.join(reader.fieldnames or [])}); "
                     f"set prompts.field."
                 )
-            prompts = [row[field] for row in reader]
+            raw = list(reader)
     else:
-        prompts = [str(row[field]) for row in read_jsonl(path, required=(field,))]
-    prompts = [p for p in prompts if p is not None and str(p).strip()]
-    if not prompts:
+        raw = read_jsonl(path, required=(field,))
+    rows = [_prompt_row(r, field) for r in raw if r.get(field) is not None and str(r[field]).strip()]
+    if not rows:
         raise DataError(f"{path}: the prompt set is empty; add at least one non-empty prompt.")
-    return prompts
+    return rows
 
 
-def read_dataset_prompts(name: str, split: str, field: str, limit: int | None = None) -> list[str]:
-    """Prompts from a Hugging Face dataset (hub id, or a local directory / data files)."""
+def _prompt_row(row: dict[str, Any], field: str) -> dict[str, Any]:
+    return {"prompt": str(row[field]), **{k: v for k, v in row.items() if k != field}}
+
+
+def read_prompts(path: str | Path, field: str = "prompt") -> list[str]:
+    """Prompt texts of :func:`read_prompt_rows`."""
+    return [r["prompt"] for r in read_prompt_rows(path, field)]
+
+
+def read_dataset_rows(name: str, split: str, field: str,
+                      limit: int | None = None) -> list[dict[str, Any]]:
+    """Prompt rows (prompt + every other column) from a Hugging Face dataset (hub id, or a
+    local directory / data files)."""
     try:
         import datasets
     except ImportError:
@@ -136,11 +149,24 @@ def read_dataset_prompts(name: str, split: str, field: str, limit: int | None = 
                         f"{', '.join(data.column_names)}); set prompts.field.")
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
-    prompts = [str(t) for t in data[field] if t is not None and str(t).strip()]
-    if not prompts:
+    rows = [_prompt_row(r, field) for r in data
+            if r[field] is not None and str(r[field]).strip()]
+    if not rows:
         raise DataError(f"Dataset '{name}' split '{split}': the prompt set is empty.")
-    return prompts
+    return rows
+
+
+def read_dataset_prompts(name: str, split: str, field: str, limit: int | None = None) -> list[str]:
+    """Prompt texts of :func:`read_dataset_rows`."""
+    return [r["prompt"] for r in read_dataset_rows(name, split, field, limit)]
 
 
 def first_words(prompts: list[str], n: int | None) -> list[str]:
     return prompts if n is None else [" ".join(p.split()[:n]) for p in prompts]
+
+
+def first_words_rows(rows: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
+    """Rows whose prompt is cut to its first ``n`` words (metadata kept)."""
+    if n is None:
+        return rows
+    return [{**r, "prompt": " ".join(r["prompt"].split()[:n])} for r in rows]

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -69,11 +70,13 @@ def rlkit_load_model(spec: Any, role: str, run_config: Any) -> Any:
     """The built-in loader: Hugging Face Auto classes for a hub id or local directory."""
     if not isinstance(spec, str):
         return None
-    section = run_config.policy if role == "policy" else run_config.reward
+    section = {"policy": run_config.policy, "critic": run_config.critic}.get(role,
+                                                                             run_config.reward)
     trust = bool(section.trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust)
-        auto = AutoModelForCausalLM if role == "policy" else AutoModelForSequenceClassification
+        auto = {"policy": AutoModelForCausalLM, "critic": AutoModel}.get(
+            role, AutoModelForSequenceClassification)
         model = auto.from_pretrained(spec, trust_remote_code=trust)
     except (OSError, ValueError) as exc:
         raise _load_error(role, spec, exc) from None
@@ -200,6 +203,24 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer: Any,
             head.bias.zero_()
     else:
         raise ConfigError(f"critic_init must be 'policy', 'reward' or 'auto', not '{init}'.")
+    critic = ValueModel(trunk, head)
+    disable_dropout(critic)
+    return critic
+
+
+def critic_from_model(model: nn.Module, tokenizer: Any, policy_tokenizer: Any) -> ValueModel:
+    """A separate critic model (``critic.model``): its trunk with a zero value head. It reads
+    the policy's tokens, so it must share the policy's vocabulary."""
+    if tokenizer is not None and tokenizer.get_vocab() != policy_tokenizer.get_vocab():
+        raise ConfigError(
+            "critic.model must share the policy's tokenizer (the critic reads the policy's "
+            "tokens); pick a critic of the same model family or leave critic.model unset.")
+    trunk = getattr(model, "base_model", model)
+    hidden = trunk.config.hidden_size
+    head = nn.Linear(hidden, 1, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
     critic = ValueModel(trunk, head)
     disable_dropout(critic)
     return critic

@@ -15,15 +15,23 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from rlkit import hookspecs
+from rlkit.algorithm import Algorithm, validate_algorithm_class
 from rlkit.errors import PluginError, unknown_name
+from rlkit.metrics import CANONICAL_INFO, MetricInfo
+
+if TYPE_CHECKING:
+    from rlkit.backends import GenerationBackend
+    from rlkit.core.datakinds import DataKind
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "rlkit.models",
+    "rlkit.backends",
+    "rlkit.core.datakinds",
     "rlkit.tracking.console",
     "rlkit.tracking.jsonl",
     "rlkit.tracking.wandb",
@@ -37,10 +45,13 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 class Registry:
     """Everything plugins registered, by kind and name, with the plugin that registered it."""
 
-    algorithms: dict[str, Any] = field(default_factory=dict)
+    algorithms: dict[str, type[Algorithm]] = field(default_factory=dict)
     tasks: dict[str, Any] = field(default_factory=dict)
-    rewards: dict[str, Callable[..., list[float]]] = field(default_factory=dict)
+    rewards: dict[str, Any] = field(default_factory=dict)  # functions or RewardSource classes
     trackers: dict[str, Any] = field(default_factory=dict)
+    backends: dict[str, type[GenerationBackend]] = field(default_factory=dict)
+    data_kinds: dict[str, type[DataKind]] = field(default_factory=dict)
+    metrics: dict[str, MetricInfo] = field(default_factory=dict)
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def by_plugin(self, kind: str, plugin: str) -> list[str]:
@@ -79,6 +90,9 @@ class PluginManager(pluggy.PluginManager):
             "task": ("rlkit_register_tasks", reg.tasks),
             "reward": ("rlkit_register_rewards", reg.rewards),
             "tracker": ("rlkit_register_trackers", reg.trackers),
+            "backend": ("rlkit_register_backends", reg.backends),
+            "data kind": ("rlkit_register_data_kinds", reg.data_kinds),
+            "metric": ("rlkit_register_metrics", reg.metrics),
         }
         for kind, (hook_name, table) in kinds.items():
             caller = getattr(self.hook, hook_name)
@@ -90,7 +104,15 @@ class PluginManager(pluggy.PluginManager):
     @staticmethod
     def _register_callback(kind: str, table: dict, reg: Registry, plugin: str) -> Callable:
         def register(obj_or_name: Any, obj: Any = None) -> None:
-            if obj is None:  # register(cls): the class carries its own name
+            if kind == "metric":
+                if not isinstance(obj_or_name, MetricInfo):
+                    raise PluginError(f"Plugin '{plugin}' registered {obj_or_name!r} as a metric;"
+                                      f" pass an rlkit.MetricInfo.")
+                obj, name = obj_or_name, obj_or_name.key
+                if name in CANONICAL_INFO and CANONICAL_INFO[name] != obj:
+                    raise PluginError(f"Plugin '{plugin}' redeclares the canonical metric "
+                                      f"'{name}'; choose a name under the plugin's namespace.")
+            elif obj is None:  # register(cls): the class carries its own name
                 obj = obj_or_name
                 name = getattr(obj, "name", None)
                 if not isinstance(name, str) or not name:
@@ -107,6 +129,8 @@ class PluginManager(pluggy.PluginManager):
                     f"Uninstall or disable one of them (RLKIT_LOAD_PLUGINS=... restricts "
                     f"which entry points load)."
                 )
+            if kind == "algorithm":
+                validate_algorithm_class(obj, plugin)
             table[name] = obj
             reg.owner[(kind, name)] = plugin
 
@@ -131,6 +155,18 @@ class PluginManager(pluggy.PluginManager):
         except KeyError:
             raise unknown_name("tracker", name, self.registry.trackers) from None
 
+    def backend(self, name: str) -> type[GenerationBackend]:
+        try:
+            return self.registry.backends[name]
+        except KeyError:
+            raise unknown_name("generation backend", name, self.registry.backends) from None
+
+    def data_kind(self, name: str) -> type[DataKind]:
+        try:
+            return self.registry.data_kinds[name]
+        except KeyError:
+            raise unknown_name("data kind", name, self.registry.data_kinds) from None
+
     # -- listing ------------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
         """One dict per plugin: name, version, hooks and what it registered."""
@@ -147,6 +183,9 @@ class PluginManager(pluggy.PluginManager):
                     "tasks": reg.by_plugin("task", name),
                     "rewards": reg.by_plugin("reward", name),
                     "trackers": reg.by_plugin("tracker", name),
+                    "backends": reg.by_plugin("backend", name),
+                    "data_kinds": reg.by_plugin("data kind", name),
+                    "metrics": reg.by_plugin("metric", name),
                 }
             )
         return rows
@@ -230,9 +269,7 @@ def make_plugin_manager(plugin_files: Iterable[str | Path] = ()) -> PluginManage
             pm.load_errors.append((module_name, f"{type(exc).__name__}: {exc}"))
             continue
         _register_checked(pm, module, module_name)
-    if os.environ.get("RLKIT_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
-        pass
-    else:
+    if os.environ.get("RLKIT_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0"):
         _load_entry_points(pm, _env_list("RLKIT_LOAD_PLUGINS"))
     for path in plugin_files:
         load_plugin_file(pm, path)

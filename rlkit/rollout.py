@@ -23,6 +23,7 @@ class Samples:
     prompt_len: int
     response_mask: Tensor  # [N, R] float: 1 up to and including the first EOS
     ended: Tensor  # [N] bool: the response contains an EOS
+    logprobs: Tensor | None = None  # [N, R] the sampler's log softmax(logits/T)[token], masked
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
@@ -65,9 +66,15 @@ def sample(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
+    min_new_tokens: int = 0,
     generator: torch.Generator | None = None,
 ) -> Samples:
-    """Sample responses for left-padded prompts; stops early once every row has ended."""
+    """Sample responses for left-padded prompts; stops early once every row has ended.
+
+    EOS is masked out for the first ``min_new_tokens`` tokens (HF ``min_new_tokens``). The
+    returned log-probs are those of the sampled tokens under softmax(logits/T) before top-k/p
+    filtering — the distribution the scoring forward measures — so the engine can compare
+    the two (the train–rollout mismatch)."""
     n, prompt_len = prompt_ids.shape
     device = prompt_ids.device
     mask = prompt_mask.long()
@@ -77,13 +84,17 @@ def sample(
     next_logits = out.logits[:, -1, :]
     next_pos = positions[:, -1:] + 1
     finished = torch.zeros(n, dtype=torch.bool, device=device)
-    new_tokens = []
+    new_tokens, new_logprobs = [], []
     for step in range(max_new_tokens):
-        logits = filter_logits(next_logits.float() / temperature, top_k, top_p)
+        scaled = next_logits.float() / temperature
+        if step < min_new_tokens:
+            scaled[:, eos_id] = float("-inf")
+        logits = filter_logits(scaled, top_k, top_p)
         probs = logits.softmax(-1)
         token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         new_tokens.append(token)
+        new_logprobs.append(scaled.log_softmax(-1).gather(-1, token.unsqueeze(-1)).squeeze(-1))
         finished |= token == eos_id
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
@@ -98,7 +109,8 @@ def sample(
     response = torch.where(response_mask.bool(), response, torch.full_like(response, pad_id))
     input_ids = torch.cat([prompt_ids, response], dim=1)
     attention_mask = torch.cat([prompt_mask.long(), response_mask.long()], dim=1)
-    return Samples(input_ids, attention_mask, prompt_len, response_mask, ended)
+    logprobs = torch.stack(new_logprobs, dim=1) * response_mask
+    return Samples(input_ids, attention_mask, prompt_len, response_mask, ended, logprobs)
 
 
 def forward_response(

@@ -41,6 +41,12 @@ class Task(ABC):
     def prompts(self, split: Split) -> list[str]:
         """The prompt texts of ``split`` ("train" or "eval"), deterministic for the options."""
 
+    def prompt_rows(self, split: Split) -> list[dict[str, Any]]:
+        """Prompts of ``split`` with their metadata: ``{"prompt": text, **columns}`` (e.g. a
+        reference ``answer``), which reward sources and :meth:`gold_reward` receive. The
+        default has no metadata."""
+        return [{"prompt": p} for p in self.prompts(split)]
+
     def policy(self) -> str | None:
         """A local directory (or hub id) holding the starting policy and its tokenizer."""
         return None
@@ -53,8 +59,10 @@ class Task(ABC):
         """A reward spec: a sequence-classifier directory/hub id or a registered reward name."""
         return None
 
-    def gold_reward(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float] | None:
-        """The true reward of each response, when the task knows it; ``None`` otherwise."""
+    def gold_reward(self, prompts: Sequence[str], responses: Sequence[str],
+                    metadata: Sequence[Mapping[str, Any]] | None = None) -> list[float] | None:
+        """The true reward of each response, when the task knows it; ``None`` otherwise.
+        ``metadata`` holds each prompt's row (see :meth:`prompt_rows`), aligned with prompts."""
         return None
 
     def pretraining_texts(self) -> list[str] | None:
@@ -63,6 +71,11 @@ class Task(ABC):
 
     def preferences(self) -> str | None:
         """Path of a preference JSONL (``prompt``, ``chosen``, ``rejected``) for offline methods."""
+        return None
+
+    def unpaired(self) -> str | None:
+        """Path of an unpaired JSONL (``prompt``, ``completion``, ``label`` true/false) for
+        KTO-style methods; ``None``: derived from :meth:`preferences` (chosen → desirable)."""
         return None
 
     def prepare(self) -> dict[str, Any]:

@@ -169,7 +169,8 @@ class ReviewsTask(Task):
 
         return AutoTokenizer.from_pretrained(self.policy())
 
-    def gold_reward(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    def gold_reward(self, prompts: Sequence[str], responses: Sequence[str],
+                    metadata: Sequence[Mapping[str, Any]] | None = None) -> list[float]:
         """Exact sentiment of each ``prompt + " " + response`` in (-0.95, 0.95), -1 for text
         the grammar cannot produce. Needs no build."""
         return gold_rewards(prompts, responses)

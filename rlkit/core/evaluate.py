@@ -1,0 +1,82 @@
+"""Evaluation: held-out prompts, fixed decoding and fixed seeds, identical for every algorithm.
+
+With ``eval.seeds`` (several evaluation seeds) each metric is the mean over seeds and
+``eval/<metric>/eval_std`` the spread across them — evaluation noise, reported apart from the
+spread across training seeds. With ``eval.samples_per_prompt`` k > 1 the reward is mean@k and,
+when every reward is 0 or 1, ``eval/pass@k`` the share of prompts with at least one success.
+``eval.select_prompts`` holds a disjoint selection split (``eval/select/<metric>``) on which a
+report chooses the "best" step without peeking at the prompts it reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlkit import metrics as M
+from rlkit.api import EvalSamples
+from rlkit.core.experience import ExperienceMaker
+
+
+def _metrics(maker: ExperienceMaker, rows: list[dict[str, Any]], k: int, seed: int,
+             temperature: float, max_new: int) -> tuple[dict[str, float], EvalSamples]:
+    samples, _ = maker.generate([r["prompt"] for r in rows], k, seed, temperature, max_new)
+    repeated = [r for r in rows for _ in range(k)]
+    exp, info = maker.score(samples, repeated, temperature, with_values=False,
+                            with_entropy=False)
+    raw = info.raw_scores
+    row = {
+        M.EVAL_REWARD: float(raw.mean()),
+        M.EVAL_REWARD_STD: float(raw.std()) if len(raw) > 1 else 0.0,
+        M.EVAL_KL: float(exp.kl.sum(1).mean()),
+        M.EVAL_RESPONSE_LENGTH: float(exp.response_mask.sum(1).float().mean()),
+        M.EVAL_EOS_RATE: float(info.ended.float().mean()),
+    }
+    if info.gold is not None:
+        row[M.EVAL_GOLD_REWARD] = float(np.mean(info.gold))
+    if k > 1 and bool(((raw == 0) | (raw == 1)).all()):
+        row[f"eval/pass@{k}"] = float(raw.view(-1, k).amax(1).mean())
+    evs = EvalSamples(0, [r["prompt"] for r in repeated], repeated, info.responses,
+                      [float(x) for x in raw], info.gold, k)
+    return row, evs
+
+
+@torch.inference_mode()
+def evaluate(maker: ExperienceMaker, config: Any, eval_rows: list[dict[str, Any]],
+             select_rows: list[dict[str, Any]], step: int) -> tuple[dict[str, float],
+                                                                   EvalSamples]:
+    """The eval/ row of ``step`` and the first seed's samples."""
+    ev, rollout = config.eval, config.rollout
+    temperature = ev.temperature or rollout.temperature
+    max_new = ev.max_new_tokens or rollout.max_new_tokens
+    k = ev.samples_per_prompt
+    seeds = ev.seed_list()
+    per_seed, first = [], None
+    for seed in seeds:
+        row, samples = _metrics(maker, eval_rows, k, seed, temperature, max_new)
+        per_seed.append(row)
+        first = first or samples
+    assert first is not None
+    first.step = step
+    out = {key: float(np.mean([r[key] for r in per_seed])) for key in per_seed[0]}
+    if len(seeds) > 1:
+        for key in per_seed[0]:
+            if key != M.EVAL_REWARD_STD:
+                out[f"{key}/eval_std"] = float(np.std([r[key] for r in per_seed], ddof=1))
+    if select_rows:
+        sel = [_metrics(maker, select_rows, k, seed, temperature, max_new)[0] for seed in seeds]
+        for key in (M.EVAL_REWARD, M.EVAL_GOLD_REWARD, M.EVAL_KL):
+            if key in sel[0]:
+                out[key.replace("eval/", "eval/select/", 1)] = float(
+                    np.mean([r[key] for r in sel]))
+    return out, first
+
+
+def sample_rows(samples: EvalSamples, limit: int = 8) -> list[dict[str, Any]]:
+    """The first ``limit`` evaluation samples as ``samples.jsonl`` rows."""
+    return [{"train/step": samples.step, "prompt": samples.prompts[i],
+             "response": samples.responses[i], "reward": samples.rewards[i],
+             "gold_reward": None if samples.gold is None else float(samples.gold[i])}
+            for i in range(min(limit, len(samples.responses)))]

@@ -1,0 +1,186 @@
+"""Experience: prompts → generation backend → reward sources → the batch algorithms see.
+
+:class:`ExperienceMaker` is the service data kinds are built on (``rlkit.core.datakinds``):
+the seeded order of items per step (common random numbers: every algorithm sees the same
+prompts for a seed), generation through the configured backend, and one batched pass per
+model — policy log-probs at the sampling temperature, reference log-probs (only when the
+algorithm needs a reference), critic values, per-token KL — plus the reward sources, the
+missing-EOS penalty and the task's gold reward.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlkit.algorithm import AlgorithmSpec, Experience
+from rlkit.backends import GenerationBackend, SamplingParams
+from rlkit.ops import kl_penalty
+from rlkit.rollout import Samples, forward_response, forward_values
+from rlkit.scoring import RewardInputs, WeightedRewards
+
+
+def stream_seed(seed: int, step: int, stream: int) -> int:
+    """Independent, reproducible seeds per (run seed, step, purpose): a resumed run redraws
+    exactly what the uninterrupted run drew, and every algorithm sees the same prompts."""
+    return (seed * 1_000_003 + step * 7919 + stream * 104_729) % (2**62)
+
+
+@dataclass
+class RolloutInfo:
+    """What the engine measured on a batch beside the :class:`Experience` (typed, not a dict)."""
+
+    raw_scores: Tensor  # [N] the reward before the missing-EOS penalty
+    responses: list[str]
+    ended: Tensor  # [N] bool
+    entropy: Tensor | None = None  # [N, R] masked
+    gold: list[float] | None = None
+    per_source: dict[str, Tensor] = field(default_factory=dict)
+    sampler_logprobs: Tensor | None = None  # [N, R] masked, from the backend
+    prompts: list[str] = field(default_factory=list)
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+    truncated: int = 0  # given responses cut to the length limit
+    is_rollout: bool = True  # sampled from the policy (the objective/ metrics apply)
+
+
+class ExperienceMaker:
+    """Builds batches for one run; data kinds call it (they never see the engine)."""
+
+    def __init__(self, *, config: Any, spec: AlgorithmSpec, tokenizer: Any,
+                 device: torch.device, policy: torch.nn.Module,
+                 reference: torch.nn.Module | None, critic: torch.nn.Module | None,
+                 backend: GenerationBackend, rewards: WeightedRewards, task: Any,
+                 train_rows: list[dict[str, Any]],
+                 autocast: AbstractContextManager[Any] | None = None) -> None:
+        self.train_rows = train_rows
+        self.config, self.spec, self.tokenizer, self.device = config, spec, tokenizer, device
+        self.policy, self.reference, self.critic = policy, reference, critic
+        self.backend, self.rewards, self.task = backend, rewards, task
+        self.autocast = autocast or nullcontext()
+
+    # -- order -------------------------------------------------------------------------------
+    def batch_of(self, items: list[Any], step: int, stream: int,
+                 size: int | None = None) -> list[Any]:
+        """Items of training step ``step`` (1-based): consecutive slices of per-epoch
+        permutations seeded by the run seed alone — the same for every algorithm."""
+        size = size or self.config.rollout.batch_size
+        n = len(items)
+        perms: dict[int, np.ndarray] = {}  # a step spans at most a few epochs: one draw each
+        out = []
+        for i in range((step - 1) * size, step * size):
+            epoch, pos = divmod(i, n)
+            if epoch not in perms:
+                rng = np.random.default_rng(stream_seed(self.config.seed, epoch, stream))
+                perms[epoch] = rng.permutation(n)
+            out.append(items[perms[epoch][pos]])
+        return out
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(self, prompts: list[str], k: int, seed: int, temperature: float,
+                 max_new_tokens: int) -> tuple[Samples, Tensor]:
+        """k responses per prompt through the backend; returns samples and group ids."""
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True)
+        ids = enc["input_ids"].repeat_interleave(k, 0).to(self.device)
+        mask = enc["attention_mask"].repeat_interleave(k, 0).to(self.device)
+        group_ids = torch.arange(len(prompts)).repeat_interleave(k)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        r = self.config.rollout
+        params = SamplingParams(max_new_tokens, temperature, r.top_k, r.top_p,
+                                min(r.min_new_tokens, max_new_tokens))
+        with self.autocast:
+            samples = self.backend.generate(ids, mask, params, generator)
+        return samples, group_ids
+
+    def tokenize(self, prompts: list[str], responses: list[str]) -> tuple[Samples, int]:
+        """Given responses (+ EOS) after left-padded prompts, cut to ``rollout.max_new_tokens``;
+        returns the samples and how many responses were cut."""
+        tok = self.tokenizer
+        enc = tok(prompts, return_tensors="pt", padding=True)
+        limit = self.config.rollout.max_new_tokens
+        bodies = [tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                  for r in responses]
+        truncated = sum(len(b) > limit for b in bodies)
+        return self.layout(enc["input_ids"], enc["attention_mask"],
+                           [b[:limit] for b in bodies]), truncated
+
+    def layout(self, prompt_ids: Tensor, prompt_mask: Tensor, bodies: list[list[int]]) -> Samples:
+        """Right-pad token lists after left-padded prompts into one :class:`Samples`."""
+        tok = self.tokenizer
+        width = max(len(b) for b in bodies)
+        response = torch.full((len(bodies), width), tok.pad_token_id, dtype=torch.long)
+        for i, body in enumerate(bodies):
+            response[i, : len(body)] = torch.tensor(body)
+        lengths = torch.tensor([len(b) for b in bodies])
+        rmask = (torch.arange(width)[None, :] < lengths[:, None]).float()
+        ended = torch.tensor([bool(b) and b[-1] == tok.eos_token_id for b in bodies])
+        return Samples(
+            input_ids=torch.cat([prompt_ids, response], 1).to(self.device),
+            attention_mask=torch.cat([prompt_mask, rmask.long()], 1).to(self.device),
+            prompt_len=prompt_ids.shape[1], response_mask=rmask.to(self.device),
+            ended=ended.to(self.device),
+        )
+
+    # -- scoring -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def score(self, samples: Samples, rows: list[dict[str, Any]], temperature: float, *,
+              with_values: bool, with_rewards: bool = True,
+              with_entropy: bool = True) -> tuple[Experience, RolloutInfo]:
+        """One batched pass per model: old log-probs, reference log-probs, values, rewards.
+        ``rows`` are the prompt rows (prompt + metadata), one per sequence."""
+        ids, attn, plen, mask = (samples.input_ids, samples.attention_mask, samples.prompt_len,
+                                 samples.response_mask)
+        with self.autocast:
+            logprobs, entropy = forward_response(self.policy, ids, attn, plen, temperature,
+                                                 with_entropy=with_entropy)
+            ref = (forward_response(self.reference, ids, attn, plen, temperature,
+                                    with_entropy=False)[0]
+                   if self.reference is not None else None)
+            values = (forward_values(self.critic, ids, attn, plen) * mask
+                      if with_values and self.critic is not None else None)
+        logprobs = logprobs * mask
+        if ref is not None:
+            ref = ref * mask
+            kl = kl_penalty(logprobs, ref, self.config.kl.estimator) * mask
+        else:
+            kl = torch.zeros_like(logprobs)
+        prompts = [r["prompt"] for r in rows]
+        responses = self.tokenizer.batch_decode(ids[:, plen:], skip_special_tokens=True)
+        n = len(ids)
+        info = RolloutInfo(raw_scores=torch.zeros(n, device=self.device), responses=responses,
+                           ended=samples.ended,
+                           entropy=entropy * mask if entropy is not None else None,
+                           sampler_logprobs=samples.logprobs, prompts=prompts, metadata=rows)
+        scores = torch.zeros(n, device=self.device)
+        token_rewards = None
+        if with_rewards:
+            texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+            lengths = [int(x) for x in mask.sum(1).tolist()]
+            scored = self.rewards(RewardInputs(prompts, responses, texts, rows, lengths),
+                                  width=mask.shape[1])
+            info.raw_scores = scored.scores.to(self.device)
+            info.per_source = scored.per_source
+            scores = info.raw_scores.clone()
+            penalty = self.config.rollout.missing_eos_penalty
+            if penalty is not None:
+                scores = scores - penalty * (~samples.ended).float()
+            if scored.token_rewards is not None:
+                token_rewards = scored.token_rewards.to(self.device) * mask
+            if self.task is not None:
+                info.gold = self.task.gold_reward(prompts, responses, rows)
+        exp = Experience(
+            input_ids=ids, attention_mask=attn, prompt_len=plen, response_mask=mask,
+            logprobs=logprobs, ref_logprobs=ref, kl=kl, scores=scores,
+            group_ids=torch.zeros(n, dtype=torch.long, device=self.device), values=values,
+            token_rewards=token_rewards,
+        )
+        return exp, info
+
+
+def outside_inference(exp: Experience) -> Experience:
+    """Copies of inference-mode tensors, usable in autograd (e.g. as embedding indices)."""
+    return exp.select(torch.arange(len(exp), device=exp.input_ids.device))

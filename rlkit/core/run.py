@@ -1,0 +1,536 @@
+"""One run: data kind → algorithm.prepare → update → metrics, with evaluation, checkpoints
+and the run directory. ``Run(config).train()`` does everything.
+
+The engine owns every measurement a comparison rests on, so algorithms differ in nothing but
+their plugin: prompts and their order, decoding, log-probs at the sampling temperature,
+reference log-probs, per-token KL, values, masks, the optimizer step, clipping, evaluation
+and every canonical metric (see docs/metrics.md). Plugins see a :class:`~rlkit.api.RunContext`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from transformers.utils import logging as hf_logging
+
+from rlkit import metrics as M
+from rlkit.algorithm import Algorithm, Experience, PolicyOutput
+from rlkit.api import RunContext
+from rlkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlkit.config import RunConfig, algorithm_config, dump_config
+from rlkit.core.datakinds import DataKind
+from rlkit.core.evaluate import evaluate, sample_rows
+from rlkit.core.experience import ExperienceMaker, RolloutInfo, stream_seed
+from rlkit.core.update import Updater, explained_variance_of
+from rlkit.data import first_words_rows, read_dataset_rows, read_prompt_rows
+from rlkit.errors import ConfigError, DataError, RlkitError
+from rlkit.models import build_critic, critic_from_model, frozen_copy, load_policy, resolve_device
+from rlkit.ops import masked_mean
+from rlkit.plugins import PluginManager, get_plugin_manager
+from rlkit.rollout import Samples, forward_response
+from rlkit.rundir import RunDir
+from rlkit.scoring import FunctionReward, ModelReward, NonFiniteError, RewardSource, WeightedRewards
+from rlkit.tracking.base import RunInfo
+
+hf_logging.disable_progress_bar()  # per-load progress bars drown the run's own progress
+
+__all__ = ["Run", "peak_memory_mb", "stream_seed"]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """This process's peak: resident high-water mark (CPU) or allocated peak (GPU)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def n_params(model: torch.nn.Module | None) -> int:
+    return 0 if model is None else sum(p.numel() for p in model.parameters())
+
+
+class Run:
+    """A single training run."""
+
+    def __init__(self, config: RunConfig, *, out: str | Path | None = None, resume: bool = False,
+                 pm: PluginManager | None = None, force: bool = False) -> None:
+        self.config = config
+        self.pm = pm or get_plugin_manager()
+        self.dir = RunDir(out if out is not None else config.out, config.name)
+        self.run_dir = self.dir.path
+        self.resume, self.force = resume, force
+        self.step = 0
+        self.samples_seen = self.tokens_seen = self.optimizer_steps = 0
+        self.flops = 0.0
+        self.wall_offset = 0.0
+        self._t0 = time.perf_counter()
+        self._setup()
+
+    # ---------------------------------------------------------------------------------------
+    # set-up
+    # ---------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.config
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.seed)
+        # Saturated softmaxes produce subnormal floats, which are ~100× slower on x86 CPUs.
+        torch.set_flush_denormal(True)
+        try:
+            self.device = resolve_device(cfg.train.device)
+        except RuntimeError as exc:
+            raise ConfigError(f"train.device={cfg.train.device!r}: {exc}. Use 'auto', 'cpu' or "
+                              f"'cuda[:N]'.") from None
+        self.task = self.pm.task(cfg.task.name)(cfg.task.options) if cfg.task.name else None
+        self.train_rows, eval_rows = self._load_prompts()
+        n_eval, n_select = cfg.eval.num_prompts, cfg.eval.select_prompts
+        self.eval_rows = eval_rows[:n_eval]
+        self.select_rows = eval_rows[n_eval:n_eval + n_select] if n_select else []
+        if n_select and len(self.select_rows) < n_select:
+            raise ConfigError(
+                f"eval.select_prompts={n_select} needs {n_eval + n_select} held-out prompts "
+                f"(eval.num_prompts={n_eval} for reporting, then the selection split); only "
+                f"{len(eval_rows)} exist. Lower eval.num_prompts or eval.select_prompts.")
+
+        self.algorithm_class = self.pm.algorithm(cfg.algorithm_name)
+        self.algo_config = algorithm_config(cfg, self.pm.registry.algorithms)
+        self.spec = self.algorithm_class.spec(self.algo_config)
+        self.spec.validate(cfg.algorithm_name)
+        self.data_kind_class: type[DataKind] = self.pm.data_kind(self.spec.data_kind)
+        self.total_steps = self._total_steps()
+        self.algorithm: Algorithm[Any] = self.algorithm_class(self.algo_config, self.total_steps)
+
+        self.policy, self.tokenizer = load_policy(cfg, self.task, self.pm.hook)
+        self.policy.to(self.device)
+        self.reference = frozen_copy(self.policy) if self.spec.needs_reference else None
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                         if cfg.train.bf16 and self.device.type == "cuda" else nullcontext())
+        self.ctx = RunContext(
+            config=cfg, algorithm_config=self.algo_config, spec=self.spec,
+            tokenizer=self.tokenizer, task=self.task, device=self.device,
+            run_dir=self.run_dir, total_steps=self.total_steps, _services=self)
+        self.rewards = self._load_rewards()
+        self.critic = self._build_critic() if self.spec.needs_critic else None
+        self.backend = self.pm.backend(cfg.rollout.backend)(self.policy, self.tokenizer,
+                                                             self.device, cfg)
+        self.maker = ExperienceMaker(
+            config=cfg, spec=self.spec, tokenizer=self.tokenizer, device=self.device,
+            policy=self.policy, reference=self.reference, critic=self.critic,
+            backend=self.backend, rewards=self.rewards, task=self.task,
+            train_rows=self.train_rows, autocast=self.autocast)
+        self.data = self.data_kind_class(self.maker, self.ctx, self.spec.data_options)
+        self.algorithm.setup(self.ctx)
+        self.updater = Updater(
+            algorithm=self.algorithm, spec=self.spec, policy=self.policy, critic=self.critic,
+            tokenizer=self.tokenizer, device=self.device, seed=cfg.seed,
+            total_steps=self.total_steps, skip_nonfinite=cfg.train.skip_nonfinite,
+            autocast=self.autocast)
+        model = self.rewards.model_source
+        self._params = {"policy": n_params(self.policy), "reference": n_params(self.reference),
+                        "critic": n_params(self.critic),
+                        "reward": n_params(model.model) if model is not None else 0}
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.updater.optimizer
+
+    @property
+    def train_prompts(self) -> list[str]:
+        return [r["prompt"] for r in self.train_rows]
+
+    def _total_steps(self) -> int:
+        """``train.samples`` (a budget in sequences, equal across algorithms) or ``train.steps``."""
+        budget = self.config.train.samples
+        if budget is None:
+            return self.config.train.steps
+        per_step = self.config.rollout.batch_size * self.data_kind_class.rows_per_item(
+            self.algo_config)
+        return max(1, math.ceil(budget / per_step))
+
+    def _load_prompts(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        cfg, pc = self.config, self.config.prompts
+        if pc.dataset is not None:
+            train = read_dataset_rows(pc.dataset, pc.split, pc.field, pc.limit)
+            held_out = (read_dataset_rows(pc.dataset, pc.eval_split, pc.field, pc.limit)
+                        if pc.eval_split else train)
+            return first_words_rows(train, pc.max_words), first_words_rows(held_out, pc.max_words)
+        if pc.train is not None:
+            train = read_prompt_rows(pc.train, pc.field)
+            if pc.eval is not None:
+                held_out = read_prompt_rows(pc.eval, pc.field)
+            else:  # a fixed split (independent of the run seed: every run evaluates alike)
+                order = list(range(len(train)))
+                random.Random(0).shuffle(order)
+                n_eval = max(1, int(len(train) * pc.eval_fraction)) if len(train) > 1 else 0
+                held_out = [train[i] for i in order[:n_eval]] or list(train)
+                train = [train[i] for i in order[n_eval:]] or list(train)
+            return train, held_out
+        if self.task is None:
+            raise ConfigError(
+                "No prompts: set task.name to a registered task (e.g. 'reviews') or "
+                "prompts.train to a JSONL/CSV file."
+            )
+        train, held_out = self.task.prompt_rows("train"), self.task.prompt_rows("eval")
+        if not train:
+            raise DataError(f"Task '{self.task.name}' produced an empty training prompt set.")
+        return train, held_out or train
+
+    def _load_rewards(self) -> WeightedRewards:
+        cfg, registry = self.config, self.pm.registry.rewards
+        sources: list[tuple[str, RewardSource, float]] = []
+        for entry in cfg.reward.entries():
+            spec: Any = entry.source
+            if spec == "task":
+                spec = self.task.reward() if self.task is not None else None
+                if spec is None:
+                    raise ConfigError(
+                        "reward.model is 'task' but no task provides a reward: set reward.model "
+                        f"to a registered reward source ({', '.join(sorted(registry))}) or a "
+                        "sequence-classification model directory / hub id.")
+            label = str(Path(spec).name) if isinstance(spec, str) else str(spec)
+            found = registry.get(spec) if isinstance(spec, str) else None
+            source: RewardSource
+            if isinstance(found, type) and issubclass(found, RewardSource):
+                source = found(self.ctx, entry.options)
+            elif found is not None:
+                source = FunctionReward(spec, found)
+            else:
+                loaded = self.pm.hook.rlkit_load_model(spec=spec, role="reward", run_config=cfg)
+                if loaded is None:
+                    raise ConfigError(f"No plugin could load the reward model '{spec}'.")
+                model, tokenizer = loaded
+                source = ModelReward(model, tokenizer, cfg.reward.batch_size, self.device,
+                                     cfg.reward.label)
+            if label in {s[0] for s in sources}:
+                label = f"{label}_{len(sources)}"
+            sources.append((label, source, entry.weight))
+        return WeightedRewards(sources)
+
+    def _build_critic(self) -> torch.nn.Module:
+        cfg = self.config
+        if cfg.critic.model is not None:
+            loaded = self.pm.hook.rlkit_load_model(spec=cfg.critic.model, role="critic",
+                                                   run_config=cfg)
+            if loaded is None:
+                raise ConfigError(f"No plugin could load the critic model '{cfg.critic.model}'.")
+            return critic_from_model(loaded[0], loaded[1], self.tokenizer).to(self.device)
+        model = self.rewards.model_source
+        return build_critic(self.spec.critic_init, self.policy, self.tokenizer,
+                            model.model if model is not None else None,
+                            model.tokenizer if model is not None else None).to(self.device)
+
+    # ---------------------------------------------------------------------------------------
+    # services behind RunContext (and the names tests and the conformance kit use)
+    # ---------------------------------------------------------------------------------------
+    def seed_for(self, purpose: int) -> int:
+        return stream_seed(self.config.seed, self.step, purpose)
+
+    def policy_output(self, mb: Experience, temperature: float | None = None) -> PolicyOutput:
+        return self.updater.policy_output(
+            mb, self.data.temperature() if temperature is None else temperature)
+
+    def policy_logprobs(self, batch: Experience, grad: bool) -> torch.Tensor:
+        with torch.enable_grad() if grad else torch.no_grad():
+            with self.autocast:
+                logprobs, _ = forward_response(self.policy, batch.input_ids,
+                                               batch.attention_mask, batch.prompt_len,
+                                               self.data.temperature(), with_entropy=False)
+        return logprobs * batch.response_mask
+
+    @torch.no_grad()
+    def reference_logprobs(self, batch: Experience) -> torch.Tensor:
+        if self.reference is None:
+            raise RlkitError(f"Algorithm '{self.config.algorithm_name}' declared "
+                             f"needs_reference = False, so the run has no reference model.")
+        with self.autocast:
+            logprobs, _ = forward_response(self.reference, batch.input_ids,
+                                           batch.attention_mask, batch.prompt_len,
+                                           self.data.temperature(), with_entropy=False)
+        return logprobs * batch.response_mask
+
+    def lm_loss(self, texts: list[str]) -> torch.Tensor:
+        return self.updater.lm_loss(texts)
+
+    def tokenize(self, prompts: list[str], responses: list[str]) -> Experience:
+        samples, _ = self.maker.tokenize(prompts, responses)
+        zeros = torch.zeros_like(samples.response_mask)
+        return Experience(samples.input_ids, samples.attention_mask, samples.prompt_len,
+                          samples.response_mask, zeros, None, zeros,
+                          torch.zeros(len(prompts), device=self.device),
+                          torch.arange(len(prompts), device=self.device))
+
+    def generate(self, prompts: list[str], k: int, seed: int, temperature: float,
+                 max_new_tokens: int) -> tuple[Samples, torch.Tensor]:
+        return self.maker.generate(prompts, k, seed, temperature, max_new_tokens)
+
+    def batch(self, step: int) -> tuple[Experience, RolloutInfo]:
+        """The data kind's batch of ``step``."""
+        return self.data.batch(step)
+
+    rollout = batch  # the names 0.1's tests use
+    preference_batch = batch
+
+    def update(self, exp: Experience, step: int, temperature: float) -> dict[str, float]:
+        return self.updater.update(exp, step, temperature)
+
+    # ---------------------------------------------------------------------------------------
+    # measurements
+    # ---------------------------------------------------------------------------------------
+    def _rollout_metrics(self, exp: Experience, info: RolloutInfo) -> dict[str, float]:
+        if not info.is_rollout:
+            return {}
+        kl_seq = exp.kl.sum(1)
+        raw, mask = info.raw_scores, exp.response_mask
+        row = {
+            M.REWARD: float(raw.mean()),
+            M.REWARD_STD: float(raw.std()) if len(raw) > 1 else 0.0,
+            M.KL: float(kl_seq.mean()),
+            M.RLHF_REWARD: float((exp.scores - self.algorithm.kl_coef * kl_seq).mean()),
+            M.RESPONSE_LENGTH: float(mask.sum(1).mean()),
+            M.EOS_RATE: float(info.ended.float().mean()),
+        }
+        if info.entropy is not None:
+            row[M.ENTROPY] = float(info.entropy.sum(1).mean())
+        if info.gold is not None:
+            row[M.GOLD_REWARD] = float(np.mean(info.gold))
+        if info.sampler_logprobs is not None and len(raw) == len(exp):
+            row[M.LOGPROB_MISMATCH] = float(masked_mean(
+                (exp.logprobs - info.sampler_logprobs.to(exp.logprobs)).abs(), mask))
+        k = self.data_kind_class.rows_per_item(self.algo_config)
+        if k > 1 and len(raw) % k == 0:
+            groups = raw.view(-1, k)
+            row[M.ZERO_STD_GROUPS] = float((groups.amax(1) == groups.amin(1)).float().mean())
+        if len(info.per_source) > 1:
+            for name, scores in info.per_source.items():
+                row[M.reward_source_key(name)] = float(scores.mean())
+        return row
+
+    def _step_flops(self, exp: Experience, info: RolloutInfo) -> float:
+        """Estimated FLOPs of one step (docs/metrics.md): 2·N per token for a forward,
+        4·N for a backward, N the model's parameters, tokens = the padded batch."""
+        tokens = float(exp.input_ids.numel())
+        p, c = self._params, self.algo_config
+        forward = (p["policy"] * (2 if info.is_rollout else 1) + p["reference"] + p["critic"]
+                   + (p["reward"] if info.is_rollout else 0))  # sampling ≈ one more forward
+        update = c.epochs * (p["policy"] + p["critic"]) * 3  # forward + backward
+        return 2.0 * tokens * (forward + update)
+
+    # ---------------------------------------------------------------------------------------
+    # checkpoints and status
+    # ---------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.updater.scheduler.state_dict(),
+            "algorithm": self.algorithm.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "meta": {"step": self.step, "samples": self.samples_seen, "tokens": self.tokens_seen,
+                     "optimizer_steps": self.optimizer_steps, "flops": self.flops,
+                     "wall_s": self.wall()},
+        }
+
+    def _models(self) -> dict[str, torch.nn.Module]:
+        models = {"policy": self.policy}
+        if self.critic is not None:
+            models["critic"] = self.critic
+        return models
+
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self._models(), self._state(),
+                               self.config.checkpoint.keep_last)
+
+    def _restore(self) -> None:
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            raise ConfigError(
+                f"--resume: '{self.run_dir}' holds no checkpoint to resume from. Run without "
+                f"--resume to start it over (this replaces its logs), or set checkpoint.every "
+                f"so that long runs leave checkpoints.")
+        state = load_checkpoint(ckpt, self._models(),
+                                ["optimizer", "scheduler", "algorithm", "rng", "meta"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updater.scheduler.load_state_dict(state["scheduler"])
+        self.algorithm.load_state_dict(state["algorithm"])
+        torch.set_rng_state(state["rng"]["torch"])
+        meta = state["meta"]
+        self.step, self.samples_seen, self.tokens_seen = meta["step"], meta["samples"], meta["tokens"]
+        self.optimizer_steps = int(meta.get("optimizer_steps", 0))
+        self.flops = float(meta.get("flops", 0.0))
+        self.wall_offset = meta["wall_s"]
+
+    def _check_same_config(self) -> None:
+        """Resume continues the same run: a changed config is refused with the changed keys."""
+        saved = self.dir.read_config()
+        now = dump_config(self.config)
+        if saved is None or saved == now or self.force:
+            return
+        old, new = _flatten(yaml.safe_load(saved) or {}), _flatten(yaml.safe_load(now) or {})
+        changed = [f"  {k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
+                   for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if not changed:
+            return
+        raise ConfigError(
+            f"--resume: the config differs from the one '{self.run_dir}' was started with:\n"
+            + "\n".join(changed) + "\nResume with the original settings, or pass --force to "
+            "continue with the new ones (the saved config.yaml is then replaced).")
+
+    def wall(self) -> float:
+        return self.wall_offset + time.perf_counter() - self._t0
+
+    def _write_status(self, state: str, error: str | None = None,
+                      tb: str | None = None) -> None:
+        self.dir.write_status(state, step=self.step, wall_s=self.wall(), error=error,
+                              traceback=tb)
+
+    def _trackers(self) -> list[Any]:
+        info = RunInfo(self.config.name, self.run_dir, self.config, self.total_steps, self.step)
+        return [self.pm.tracker(name)(info) for name in self.config.tracking.trackers]
+
+    # ---------------------------------------------------------------------------------------
+    # the loop
+    # ---------------------------------------------------------------------------------------
+    def train(self) -> dict[str, float]:
+        self.dir.create()
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.run_dir / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            from rlkit.rundir import read_status
+
+            st = read_status(self.run_dir)
+            holder = f" (process {st.pid} on {st.host})" if st and st.pid else ""
+            raise ConfigError(f"Run directory '{self.run_dir}' is in use by another rlkit "
+                              f"process{holder}; wait for it or stop it first.") from None
+        try:
+            return self._train()
+        finally:
+            lock.release()
+
+    def _train(self) -> dict[str, float]:
+        if not self.resume and self.dir.has_run():
+            raise ConfigError(
+                f"Run directory '{self.run_dir}' already holds a run. Pass --resume to continue "
+                f"it, or choose another name (--set name=...) or --out directory."
+            )
+        self._t0 = time.perf_counter()
+        if self.resume:
+            self._check_same_config()
+            self._restore()
+            self._t0 = time.perf_counter()
+            self.dir.cut_back(self.step)
+        else:
+            self.dir.fresh()
+        self.dir.write_config(dump_config(self.config))
+        trackers = self._trackers()
+        self._write_status("running")
+        summary: dict[str, float] = {}
+        try:
+            self.pm.hook.rlkit_run_start(ctx=self.ctx)
+            if self.step == 0:
+                row = self._axes() | self.evaluate(0)
+                for tracker in trackers:
+                    tracker.log(row)
+            while self.step < self.total_steps:
+                summary = self.train_step(trackers)
+            self.save_checkpoint()
+            self._save_final_policy()
+            self.pm.hook.rlkit_run_end(ctx=self.ctx, summary=summary)
+        except BaseException as exc:
+            state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            if isinstance(exc, NonFiniteError) and exc.step is None:
+                exc.at_step(self.step + 1)
+            self._write_status(state, f"{type(exc).__name__}: {exc}",
+                               None if isinstance(exc, RlkitError) else traceback.format_exc())
+            for tracker in trackers:
+                tracker.finish(summary, failed=True)
+            raise
+        self._write_status("finished")
+        for tracker in trackers:
+            tracker.finish(summary)
+        return summary
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Held-out prompts, fixed decoding and fixed seeds: identical for every algorithm."""
+        row, samples = evaluate(self.maker, self.config, self.eval_rows, self.select_rows, step)
+        self.ctx.last_eval = samples
+        self.dir.append_samples(sample_rows(samples))
+        for extra in self.pm.hook.rlkit_evaluate(ctx=self.ctx, step=step):
+            row.update(extra or {})
+        return row
+
+    def _axes(self) -> dict[str, float]:
+        return {M.STEP: self.step, M.SAMPLES: self.samples_seen, M.TOKENS: self.tokens_seen,
+                M.OPTIMIZER_STEPS: self.optimizer_steps, M.FLOPS: self.flops, M.WALL: self.wall()}
+
+    def train_step(self, trackers: list[Any]) -> dict[str, float]:
+        cfg = self.config
+        step = self.step + 1
+        t_start = time.perf_counter()
+        try:
+            exp, info = self.batch(step)
+        except NonFiniteError as exc:
+            raise exc.at_step(step) from None
+        with torch.no_grad():
+            prepared = self.algorithm.prepare(exp)
+        t_rollout = time.perf_counter()
+        stats = self.update(exp, step, self.data.temperature())
+        stats.update(self.algorithm.after_update(exp, stats) or {})
+        t_end = time.perf_counter()
+        self.backend.sync_weights(self.policy)
+
+        c = self.algo_config
+        n_samples, n_tokens = len(exp), int(exp.response_mask.sum())
+        self.step = step
+        self.samples_seen += n_samples
+        self.tokens_seen += n_tokens
+        self.optimizer_steps += c.epochs * min(c.num_minibatches, len(torch.unique(exp.group_ids)))
+        self.flops += self._step_flops(exp, info)
+        row = self._axes() | self._rollout_metrics(exp, info) | prepared | stats
+        row[M.POLICY_KL_COEF] = self.algorithm.kl_coef
+        ev = explained_variance_of(exp)
+        if ev is not None:
+            row[M.VALUE_EXPLAINED_VARIANCE] = ev
+        elapsed = t_end - t_start
+        row |= {
+            M.PERF_STEP_TIME: elapsed, M.PERF_ROLLOUT_TIME: t_rollout - t_start,
+            M.PERF_UPDATE_TIME: t_end - t_rollout, M.PERF_SAMPLES_PER_S: n_samples / elapsed,
+            M.PERF_TOKENS_PER_S: n_tokens / elapsed, M.PERF_PEAK_MEMORY: peak_memory_mb(self.device),
+        }
+        for extra in self.pm.hook.rlkit_after_update(ctx=self.ctx, step=step, metrics=row):
+            row.update(extra or {})
+        every = cfg.eval.every
+        if (every and step % every == 0) or step == self.total_steps:
+            row |= self.evaluate(step)
+        row = {k: (float(v) if not isinstance(v, int) else v) for k, v in row.items()}
+        for tracker in trackers:
+            tracker.log(row)
+        if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < self.total_steps:
+            self.save_checkpoint()
+        self._write_status("running")  # the heartbeat
+        return row
+
+    def _save_final_policy(self) -> None:
+        target = self.run_dir / "policy"
+        self.policy.save_pretrained(target, safe_serialization=True)
+        self.tokenizer.save_pretrained(target)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix.rstrip("."): data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out
+

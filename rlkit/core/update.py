@@ -1,0 +1,194 @@
+"""The update: epochs × minibatches × accumulated micro-batches, one optimizer step per
+minibatch, and the measurements every algorithm shares (ratio, approx-KL, clip fraction,
+gradient norms), computed here once with one definition.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlkit import metrics as M
+from rlkit.algorithm import Algorithm, AlgorithmSpec, Experience, PolicyOutput
+from rlkit.core.experience import stream_seed
+from rlkit.ops import masked_mean, ratio_stats
+from rlkit.rollout import forward_response, forward_values
+from rlkit.scoring import NonFiniteError
+
+
+def make_optimizer(policy: torch.nn.Module, critic: torch.nn.Module | None,
+                   c: Any) -> torch.optim.Optimizer:
+    """AdamW with one parameter group for the policy and one for the critic (its own lr)."""
+    groups = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": c.lr}]
+    if critic is not None:
+        groups.append({"params": [p for p in critic.parameters() if p.requires_grad],
+                       "lr": c.critic_lr or c.lr})
+    return torch.optim.AdamW(groups, lr=c.lr, eps=c.adam_eps, weight_decay=c.weight_decay)
+
+
+def lr_lambda(c: Any, total_optimizer_steps: int) -> Any:
+    def factor(opt_step: int) -> float:
+        if c.warmup_steps and opt_step < c.warmup_steps:
+            return (opt_step + 1) / c.warmup_steps
+        if c.lr_schedule == "constant":
+            return 1.0
+        span = max(1, total_optimizer_steps - c.warmup_steps)
+        progress = min(1.0, (opt_step - c.warmup_steps) / span)
+        if c.lr_schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Updater:
+    """Owns the optimizer and scheduler; runs one update per training step."""
+
+    def __init__(self, *, algorithm: Algorithm[Any], spec: AlgorithmSpec,
+                 policy: torch.nn.Module, critic: torch.nn.Module | None, tokenizer: Any,
+                 device: torch.device, seed: int, total_steps: int, skip_nonfinite: bool,
+                 autocast: AbstractContextManager[Any] | None = None) -> None:
+        c = algorithm.config
+        self.algorithm, self.spec, self.c = algorithm, spec, c
+        self.policy, self.critic, self.tokenizer, self.device = policy, critic, tokenizer, device
+        self.seed, self.skip_nonfinite = seed, skip_nonfinite
+        self.autocast = autocast or nullcontext()
+        self.optimizer = make_optimizer(policy, critic, c)
+        self.total_optimizer_steps = total_steps * c.epochs * c.num_minibatches
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(c, self.total_optimizer_steps))
+        self.policy_params = list(self.optimizer.param_groups[0]["params"])
+        self.critic_params = (list(self.optimizer.param_groups[1]["params"])
+                              if critic is not None else [])
+
+    # -- forwards ----------------------------------------------------------------------------
+    def policy_output(self, mb: Experience, temperature: float) -> PolicyOutput:
+        with self.autocast:
+            logprobs, entropy = forward_response(
+                self.policy, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature
+            )
+            values = (forward_values(self.critic, mb.input_ids, mb.attention_mask, mb.prompt_len)
+                      if self.critic is not None else None)
+        assert entropy is not None
+        return PolicyOutput(logprobs=logprobs * mb.response_mask, entropy=entropy, values=values)
+
+    def lm_loss(self, texts: list[str]) -> Tensor:
+        """Mean next-token loss of the policy on ``texts`` + EOS (with gradients)."""
+        tok = self.tokenizer
+        ids = [tok(t)["input_ids"] + [tok.eos_token_id] for t in texts]
+        width = max(len(i) for i in ids)
+        batch = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            batch[row, : len(seq)] = torch.tensor(seq)
+        batch = batch.to(self.device)
+        mask = (torch.arange(width, device=self.device)[None, :]
+                < torch.tensor([len(i) for i in ids], device=self.device)[:, None]).long()
+        labels = batch.masked_fill(mask == 0, -100)
+        with self.autocast:
+            return self.policy(input_ids=batch, attention_mask=mask, labels=labels).loss
+
+    # -- the update --------------------------------------------------------------------------
+    def _weight(self, mb: Experience) -> Tensor:
+        """A micro-batch's share of its minibatch under the declared loss aggregation."""
+        if self.spec.loss_aggregation == "token_mean":
+            return mb.response_mask.sum()
+        return torch.tensor(float(len(mb)))
+
+    def update(self, exp: Experience, step: int, temperature: float) -> dict[str, float]:
+        """Groups (samples of one prompt, or one pair) are never split across minibatches or
+        micro-batches. Each micro-batch's loss is weighted by its share of the minibatch's
+        tokens (``token_mean``) or sequences (the other aggregations), so accumulation
+        equals one big batch."""
+        c = self.c
+        self.policy.train()
+        if self.critic is not None:
+            self.critic.train()
+        params = self.policy_params + self.critic_params
+        groups = torch.unique(exp.group_ids)
+        sums: dict[str, float] = {}
+        weights: dict[str, float] = {}
+        norms: dict[str, list[float]] = {M.POLICY_GRAD_NORM: [], M.VALUE_GRAD_NORM: []}
+        skipped = 0
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, step, 4))
+        advantages = exp.advantages
+        for _epoch in range(c.epochs):
+            order = groups[torch.randperm(len(groups), generator=generator).to(groups.device)]
+            for mb_groups in torch.tensor_split(order, min(c.num_minibatches, len(order))):
+                mb_index = torch.nonzero(torch.isin(exp.group_ids, mb_groups)).squeeze(1)
+                mb_total = self._weight(exp.select(mb_index))
+                bad: str | None = None
+                for micro_groups in torch.tensor_split(mb_groups,
+                                                       min(c.grad_accum_steps, len(mb_groups))):
+                    micro = torch.nonzero(torch.isin(exp.group_ids, micro_groups)).squeeze(1)
+                    mb = exp.select(micro)
+                    out = self.policy_output(mb, temperature)
+                    loss, metrics = self.algorithm.loss(mb, out)
+                    if not torch.isfinite(loss):
+                        terms = [k for k, v in metrics.items()
+                                 if not math.isfinite(float(v))] or ["the total"]
+                        bad = (f"the loss of algorithm '{self.algorithm.name}' "
+                               f"(non-finite terms: {', '.join(terms)})")
+                        break
+                    (loss * (self._weight(mb) / mb_total)).backward()
+                    metrics = {**metrics, M.LOSS_TOTAL: loss.detach(),
+                               **ratio_stats(out.logprobs.detach(), mb.logprobs,
+                                             mb.response_mask,
+                                             None if advantages is None else mb.advantages,
+                                             self.spec.clip_range)}
+                    w = float(mb.response_mask.sum())
+                    for key, value in metrics.items():
+                        sums[key] = sums.get(key, 0.0) + float(value) * w
+                        weights[key] = weights.get(key, 0.0) + w
+                if bad is None:
+                    bad = self._clip_and_step(params, norms)
+                if bad is not None:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if not self.skip_nonfinite:
+                        raise NonFiniteError(bad, "the optimizer step was not taken", step)
+                    skipped += 1
+        stats = {k: sums[k] / max(weights[k], 1e-12) for k in sums}
+        for key, values in norms.items():
+            if values:
+                stats[key] = float(np.mean(values))
+        stats[M.POLICY_LR] = self.optimizer.param_groups[0]["lr"]
+        if self.skip_nonfinite:
+            stats[M.NONFINITE_SKIPPED] = float(skipped)
+        return stats
+
+    def _clip_and_step(self, params: list[Tensor], norms: dict[str, list[float]]) -> str | None:
+        """Joint clip over policy and critic (as before: the optimizer sees one gradient), the
+        two norms logged apart; returns what was non-finite instead of stepping, if anything."""
+        grads = [p.grad for p in params if p.grad is not None]
+        total = torch.nn.utils.get_total_norm(grads)
+        if not torch.isfinite(total):
+            return "the gradient norm (a NaN or inf gradient)"
+        policy_grads = [p.grad for p in self.policy_params if p.grad is not None]
+        norms[M.POLICY_GRAD_NORM].append(
+            float(total) if not self.critic_params else
+            float(torch.nn.utils.get_total_norm(policy_grads)))
+        if self.critic_params:
+            critic_grads = [p.grad for p in self.critic_params if p.grad is not None]
+            norms[M.VALUE_GRAD_NORM].append(float(torch.nn.utils.get_total_norm(critic_grads)))
+        max_norm = self.c.max_grad_norm if self.c.max_grad_norm is not None else float("inf")
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return None
+
+
+def explained_variance_of(exp: Experience) -> float | None:
+    from rlkit.ops import explained_variance
+
+    if exp.values is None or exp.returns is None:
+        return None
+    ev = explained_variance(exp.values, exp.returns, exp.response_mask)
+    return ev if math.isfinite(ev) else None  # undefined when every return is equal
+
+
+__all__ = ["Updater", "explained_variance_of", "lr_lambda", "make_optimizer", "masked_mean"]

@@ -1,0 +1,171 @@
+"""The run directory: every path in it, and every file the engine writes there.
+
+::
+
+    <out>/<name>/config.yaml       the resolved config (written before the models are built)
+    <out>/<name>/status.json       one schema: state, error, step, wall_s, pid, heartbeat
+    <out>/<name>/metrics.jsonl     one JSON object per step (the jsonl tracker writes it)
+    <out>/<name>/samples.jsonl     a few evaluation samples per evaluation
+    <out>/<name>/checkpoints/      step_XXXXXX/ (see rlkit.checkpoint)
+    <out>/<name>/policy/           the final policy (Hugging Face format)
+
+Readers (the grid runner, the report) use :func:`read_status` and the path helpers here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rlkit.errors import ConfigError
+
+CONFIG = "config.yaml"
+STATUS = "status.json"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.jsonl"
+CHECKPOINTS = "checkpoints"
+POLICY = "policy"
+
+RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+def check_name(name: str, what: str = "run name") -> str:
+    """Run and experiment names become directory names: letters, digits and ``._=+-``, not
+    starting with a dot, so a name can never point outside the output directory."""
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 200:
+        raise ConfigError(
+            f"The {what} {name!r} is not allowed: use letters, digits and . _ = + - (not "
+            f"starting with a dot or dash, no '/', at most 200 characters); it names a "
+            f"directory inside the output directory.")
+    return name
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` resolved, refused unless it lies inside ``root`` (also resolved)."""
+    resolved, base = path.resolve(), root.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise ConfigError(f"Refusing to write '{resolved}': it is outside the output directory "
+                          f"'{base}'.")
+    return resolved
+
+
+@dataclass
+class Status:
+    """The one ``status.json`` schema (engine and grid runner alike)."""
+
+    state: str
+    error: str | None = None
+    step: int = 0
+    wall_s: float = 0.0
+    pid: int | None = None
+    host: str | None = None
+    heartbeat: float | None = None  # time.time() of the last write while running
+    traceback: str | None = None
+
+    def stale(self, after_s: float = 120.0) -> bool:
+        """A "running" status whose process is gone (same host) or silent for ``after_s``."""
+        if self.state != RUNNING:
+            return False
+        if self.host == socket.gethostname() and self.pid is not None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        return self.heartbeat is not None and time.time() - self.heartbeat > after_s
+
+
+def read_status(run_dir: Path) -> Status | None:
+    try:
+        data = json.loads((run_dir / STATUS).read_text())
+        return Status(**{k: v for k, v in data.items() if k in Status.__dataclass_fields__})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+class RunDir:
+    """Paths and writers of one run directory."""
+
+    def __init__(self, out: str | Path, name: str) -> None:
+        self.out = Path(out)
+        self.path = inside(self.out, self.out / check_name(name))
+
+    def __truediv__(self, part: str) -> Path:
+        return self.path / part
+
+    def create(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"Cannot write the run directory '{self.path}': {exc.strerror}. "
+                              f"Choose another --out (or out:) that you can write to.") from None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def has_run(self) -> bool:
+        return (self.path / METRICS).exists() or self.checkpoints.exists()
+
+    def write_config(self, text: str) -> None:
+        _atomic_write(self.path / CONFIG, text)
+
+    def read_config(self) -> str | None:
+        try:
+            return (self.path / CONFIG).read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def write_status(self, state: str, *, step: int = 0, wall_s: float = 0.0,
+                     error: str | None = None, traceback: str | None = None) -> None:
+        status = Status(state, error, step, wall_s, os.getpid(), socket.gethostname(),
+                        time.time(), traceback)
+        _atomic_write(self.path / STATUS, json.dumps(asdict(status)))
+
+    def append_samples(self, rows: list[dict[str, Any]]) -> None:
+        with (self.path / SAMPLES).open("a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+
+    def cut_back(self, step: int) -> None:
+        """Resume: every file the run appends to keeps only rows of steps ≤ ``step`` (the
+        checkpoint's), so the redone steps are written once. A torn last line is dropped."""
+        for name in (METRICS, SAMPLES):
+            truncate_jsonl(self.path / name, step)
+
+    def fresh(self) -> None:
+        """A new run: remove what a previous attempt at step 0 appended."""
+        for name in (METRICS, SAMPLES):
+            (self.path / name).unlink(missing_ok=True)
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep only rows with ``train/step <= step``; a half-written line is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("train/step", 0) <= step:
+            kept.append(line)
+    _atomic_write(path, "".join(line + "\n" for line in kept))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -27,9 +27,13 @@ def quiet_environment() -> None:
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
         "WANDB_MODE": "disabled", "WANDB_SILENT": "true", "TOKENIZERS_PARALLELISM": "false",
         "TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-        "DISABLE_MLFLOW_INTEGRATION": "TRUE", "PYTHONWARNINGS": "ignore",
+        "DISABLE_MLFLOW_INTEGRATION": "TRUE", "TRL_EXPERIMENTAL_SILENCE": "1",
     }.items():
         os.environ.setdefault(key, value)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
 
 
 def set_threads(threads: int) -> None:

@@ -17,14 +17,15 @@ with RMSprop; rlkit's engine uses AdamW for every algorithm so that they compare
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 from torch import Tensor
 
 import rlkit
 from rlkit import metrics as M
-from rlkit.algorithm import Algorithm, AlgorithmConfig, Experience, PolicyOutput, doc
+from rlkit.algorithm import Algorithm, CriticConfig, Experience, PolicyOutput, doc
 from rlkit.errors import ConfigError
 from rlkit.ops import gae, masked_mean, masked_whiten, tokens_reward
 
@@ -42,7 +43,7 @@ def a2c_loss(logprobs: Tensor, advantages: Tensor, values: Tensor, returns: Tens
 
 
 @dataclass
-class A2CConfig(AlgorithmConfig):
+class A2CConfig(CriticConfig):
     kl_coef: float = doc(0.1, "β of the token-level KL penalty in the reward (RL4LMs IMDb: 0.1).")
     gamma: float = doc(0.99, "γ: discount over response tokens (SB3/RL4LMs: 0.99).")
     lam: float = doc(1.0, "λ of GAE (SB3 A2C: 1.0, i.e. Monte-Carlo returns minus V).")
@@ -50,13 +51,11 @@ class A2CConfig(AlgorithmConfig):
     ent_coef: float = doc(0.0, "c_e: entropy-bonus weight (SB3/RL4LMs: 0.0).")
     normalize_advantage: bool = doc(False, "Whiten A_t over the batch (SB3 A2C: off).")
     max_grad_norm: float | None = doc(0.5, "Global grad-norm clip (SB3 A2C: 0.5).")
-    critic_init: Literal["policy", "reward"] = doc(
-        "policy", "Critic trunk from the policy (zero head) or from the reward model.")
     epochs: int = doc(1, "One pass: A2C takes one gradient step per batch.")
     num_minibatches: int = doc(1, "One minibatch: the whole batch, one optimizer step.")
 
 
-class A2C(Algorithm):
+class A2C(Algorithm[A2CConfig]):
     name = "a2c"
     Config = A2CConfig
     needs_critic = True
@@ -72,17 +71,19 @@ class A2C(Algorithm):
     def prepare(self, batch: Experience) -> dict[str, float]:
         c, mask = self.config, batch.response_mask
         rewards = tokens_reward(batch.scores, batch.kl, self.kl_coef, mask)
-        advantages, batch.returns = gae(rewards, batch.values, mask, c.gamma, c.lam)
+        advantages, batch.returns = gae(rewards, batch.require("values"), mask, c.gamma, c.lam)
         batch.advantages = masked_whiten(advantages, mask) if c.normalize_advantage else advantages
         return {"a2c/advantage_mean": float(masked_mean(advantages, mask))}
 
     def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
-        loss, metrics = a2c_loss(out.logprobs, batch.advantages, out.values, batch.returns,
-                                 out.entropy, batch.response_mask, c.vf_coef, c.ent_coef)
+        assert out.values is not None, "a2c declares needs_critic: the engine passes values"
+        loss, metrics = a2c_loss(out.logprobs, batch.require("advantages"), out.values,
+                                 batch.require("returns"), out.entropy, batch.response_mask,
+                                 c.vf_coef, c.ent_coef)
         return loss, {k: v.detach() for k, v in metrics.items()}
 
 
 @rlkit.hookimpl
-def rlkit_register_algorithms(register):
+def rlkit_register_algorithms(register: Callable[[type[Algorithm[Any]]], None]) -> None:
     register(A2C)

@@ -27,31 +27,35 @@ defaults (β 0.05, γ 1, λ 0.95, 4 epochs, ε 0.2, ε_v 0.2, c_v 0.1) are taken
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 import rlkit
 from rlkit import metrics as M
-from rlkit.algorithm import Algorithm, AlgorithmConfig, Experience, PolicyOutput, doc
-from rlkit.ops import KLEstimator, gae, kl_penalty, masked_mean, masked_whiten, tokens_reward
+from rlkit.algorithm import Algorithm, AlgorithmSpec, CriticConfig, Experience, PolicyOutput, doc
+from rlkit.ops import (
+    KLEstimator,
+    clipped_surrogate,
+    gae,
+    kl_penalty,
+    masked_mean,
+    masked_whiten,
+    tokens_reward,
+)
 
 
 def ppo_clip_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
                   clip_eps: float | None) -> tuple[Tensor, dict[str, Tensor]]:
     """−E_t[min(ρ_t·A_t, clip(ρ_t, 1−ε, 1+ε)·A_t)], a token mean over ``mask`` (Schulman et al.
-    2017, eq. 7). ``clip_eps=None`` gives the plain surrogate −E_t[ρ_t·A_t] (PPO-KL).
-    ``policy/clipfrac`` is the share of tokens where the clipped term binds (TRL's definition);
-    their gradient is zero."""
+    2017, eq. 7; ``rlkit.ops.clipped_surrogate``). ``clip_eps=None`` gives the plain surrogate
+    −E_t[ρ_t·A_t] (PPO-KL). The engine measures ``policy/clipfrac`` from the declared
+    ``clip_range`` (``rlkit.ops.clip_fraction``: tokens where the clipped term binds)."""
     ratio = torch.exp(logprobs - old_logprobs)
-    unclipped = -advantages * ratio
-    if clip_eps is None:
-        return masked_mean(unclipped, mask), {}
-    clipped = -advantages * ratio.clamp(1 - clip_eps, 1 + clip_eps)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    return loss, {M.POLICY_CLIPFRAC: masked_mean((clipped > unclipped).float(), mask)}
+    return masked_mean(clipped_surrogate(ratio, advantages, clip_eps), mask), {}
 
 
 def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
@@ -73,7 +77,7 @@ def kl_loss(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor,
 
 
 @dataclass
-class PPOClipConfig(AlgorithmConfig):
+class PPOClipConfig(CriticConfig):
     kl_coef: float = doc(0.05, "β of the KL-to-reference penalty (Huang et al. 2024: 0.05).")
     kl_placement: Literal["reward", "loss"] = doc(
         "reward", "reward: −β·KL_t shaped into r_t before GAE; loss: β·E_t[KL_t] in the loss.")
@@ -87,18 +91,23 @@ class PPOClipConfig(AlgorithmConfig):
     lam: float = doc(0.95, "λ of GAE.")
     whiten_advantages: Literal["none", "batch", "minibatch"] = doc(
         "batch", "Whiten A_t over the whole batch (TRL, N+), per (micro)batch, or not at all.")
-    critic_init: Literal["policy", "reward"] = doc(
-        "policy", "Critic trunk from the policy (zero head) or from the reward model.")
     epochs: int = doc(4, "PPO epochs over each batch (Huang et al. 2024: 4).")
     num_minibatches: int = doc(4, "Shuffled minibatches per epoch (CleanRL/baselines Atari: 4).")
     max_grad_norm: float | None = doc(
         1.0, "Global grad-norm clip (not in the paper; baselines 0.5, TRL and N+ 1.0).")
 
 
-class PPOClip(Algorithm):
+class PPOClip(Algorithm[PPOClipConfig]):
     name = "ppo_clip"
     Config = PPOClipConfig
     needs_critic = True
+
+    @classmethod
+    def spec(cls, config: PPOClipConfig) -> AlgorithmSpec:
+        """The ratio clip, ε on both sides, so the engine measures ``policy/clipfrac`` (none
+        without a clip: PPO-KL's default)."""
+        eps = config.clip_eps
+        return replace(super().spec(config), clip_range=None if eps is None else (eps, eps))
 
     def sequence_reward(self, batch: Experience) -> Tensor:
         """R(x, y) as it enters the per-token reward (PPO-max normalizes it here)."""
@@ -108,7 +117,7 @@ class PPOClip(Algorithm):
         c, mask = self.config, batch.response_mask
         kl = batch.kl if c.kl_placement == "reward" else torch.zeros_like(batch.kl)
         rewards = tokens_reward(self.sequence_reward(batch), kl, self.kl_coef, mask)
-        advantages, batch.returns = gae(rewards, batch.values, mask, c.gamma, c.lam)
+        advantages, batch.returns = gae(rewards, batch.require("values"), mask, c.gamma, c.lam)
         if c.whiten_advantages == "batch":
             advantages = masked_whiten(advantages, mask)
         batch.advantages = advantages
@@ -123,23 +132,24 @@ class PPOClip(Algorithm):
 
     def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Tensor]]:
         c, mask = self.config, batch.response_mask
-        advantages = batch.advantages
+        advantages = batch.require("advantages")
         if c.whiten_advantages == "minibatch":
             advantages = masked_whiten(advantages, mask)
         pg, pg_metrics = self.policy_loss(batch, out, advantages)
-        vf, vf_metrics = clipped_value_loss(out.values, batch.values, batch.returns, mask,
-                                            c.value_clip)
+        assert out.values is not None, f"{self.name} declares needs_critic: the engine passes values"
+        vf, vf_metrics = clipped_value_loss(out.values, batch.require("values"),
+                                            batch.require("returns"), mask, c.value_clip)
         entropy = masked_mean(out.entropy, mask)
         loss = pg + c.vf_coef * vf - c.ent_coef * entropy
         metrics = {M.LOSS_POLICY: pg, M.LOSS_VALUE: vf, **pg_metrics, **vf_metrics,
                    f"{self.name}/entropy": entropy}
         if c.kl_placement == "loss":
-            kl = kl_loss(out.logprobs, batch.ref_logprobs, mask, c.kl_loss_estimator)
+            kl = kl_loss(out.logprobs, batch.require("ref_logprobs"), mask, c.kl_loss_estimator)
             loss = loss + self.kl_coef * kl
             metrics[f"{self.name}/kl_loss"] = kl
         return loss, {k: v.detach() for k, v in metrics.items()}
 
 
 @rlkit.hookimpl
-def rlkit_register_algorithms(register):
+def rlkit_register_algorithms(register: Callable[[type[Algorithm[Any]]], None]) -> None:
     register(PPOClip)

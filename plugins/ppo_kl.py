@@ -27,16 +27,20 @@ Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences" (arXiv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 import rlkit
-from rlkit.algorithm import Experience, PolicyOutput, doc
+from rlkit.algorithm import Algorithm, Experience, PolicyOutput, doc
 from rlkit.ops import kl_penalty, masked_mean
 from rlkit_plugins.ppo_clip import PPOClip, PPOClipConfig, ppo_clip_loss
+
+if TYPE_CHECKING:
+    from rlkit.api import RunContext
 
 
 def ppo_kl_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
@@ -77,17 +81,19 @@ class PPOKLConfig(PPOClipConfig):
 class PPOKL(PPOClip):
     name = "ppo_kl"
     Config = PPOKLConfig
+    config: PPOKLConfig
 
     def __init__(self, config: PPOKLConfig, total_steps: int = 1) -> None:
         super().__init__(config, total_steps)
-        self.beta, self.current_kl_coef, self.run = config.beta, config.kl_coef, None
+        self.beta, self.current_kl_coef = config.beta, config.kl_coef
+        self.ctx: RunContext | None = None
 
     @property
     def kl_coef(self) -> float:
         return self.current_kl_coef
 
-    def setup(self, run: Any) -> None:
-        self.run = run  # to measure KL(π_old‖πθ) with the updated policy
+    def setup(self, ctx: RunContext) -> None:
+        self.ctx = ctx  # to measure KL(π_old‖πθ) with the updated policy
 
     def policy_loss(self, batch: Experience, out: PolicyOutput,
                     advantages: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -101,10 +107,10 @@ class PPOKL(PPOClip):
     @torch.no_grad()
     def kl_after_update(self, batch: Experience, stats: dict[str, float]) -> float:
         """d = Ê_t[KL(π_old‖πθ)] with the updated policy (the mean during the update if no run)."""
-        if self.run is None:
+        if self.ctx is None:
             return float(stats.get("ppo_kl/kl_old", 0.0))
-        out = self.run.policy_output(batch, self.run.config.rollout.temperature)
-        return float(masked_mean(kl_penalty(batch.logprobs, out.logprobs, "k3"),
+        logprobs = self.ctx.policy_logprobs(batch)  # at the sampling temperature, masked
+        return float(masked_mean(kl_penalty(batch.logprobs, logprobs, "k3"),
                                  batch.response_mask))
 
     def after_update(self, batch: Experience, stats: dict[str, float]) -> dict[str, float]:
@@ -125,5 +131,5 @@ class PPOKL(PPOClip):
 
 
 @rlkit.hookimpl
-def rlkit_register_algorithms(register):
+def rlkit_register_algorithms(register: Callable[[type[Algorithm[Any]]], None]) -> None:
     register(PPOKL)

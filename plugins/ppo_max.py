@@ -35,15 +35,18 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor
 
 import rlkit
-from rlkit.algorithm import Experience, PolicyOutput, doc
+from rlkit.algorithm import Algorithm, Experience, PolicyOutput, doc
 from rlkit.errors import ConfigError
 from rlkit.ops import RunningMoments
 from rlkit_plugins.ppo_clip import PPOClip, PPOClipConfig
+
+if TYPE_CHECKING:
+    from rlkit.api import RunContext
 
 
 def normalize_reward(scores: Tensor, mean: float, std: float, clip: float | None) -> Tensor:
@@ -76,22 +79,24 @@ class PPOMaxConfig(PPOClipConfig):
 class PPOMax(PPOClip):
     name = "ppo_max"
     Config = PPOMaxConfig
+    config: PPOMaxConfig
 
     def __init__(self, config: PPOMaxConfig, total_steps: int = 1) -> None:
         super().__init__(config, total_steps)
         self.moments, self.updates = RunningMoments(), 0
-        self.ptx_texts: list[str] | None = None  # PPO-ptx: set in setup when ptx_coef > 0
+        self.ptx_texts: list[str] = []  # PPO-ptx: set in setup when ptx_coef > 0
         self.lm_loss: Callable[[list[str]], Tensor] | None = None
-        self.rng = random.Random(0)
+        self.rng = random.Random(0)  # draws the PPO-ptx texts; checkpointed with the state
 
-    def setup(self, run: Any) -> None:
+    def setup(self, ctx: RunContext) -> None:
         c = self.config
         if c.ptx_coef > 0:
-            self.ptx_texts = run.task.pretraining_texts() if run.task is not None else None
-            if not self.ptx_texts:
+            texts = ctx.task.pretraining_texts() if ctx.task is not None else None
+            if not texts:
                 raise ConfigError("algorithm.ptx_coef > 0 needs a task with SFT texts "
                                   "(Task.pretraining_texts); set algorithm.ptx_coef=0.")
-            self.lm_loss, self.rng = run.lm_loss, random.Random(run.config.seed)
+            self.ptx_texts, self.lm_loss = list(texts), ctx.lm_loss
+            self.rng = random.Random(ctx.config.seed)
 
     def sequence_reward(self, batch: Experience) -> Tensor:
         if not self.config.reward_norm:
@@ -124,13 +129,23 @@ class PPOMax(PPOClip):
         return {"ppo_max/critic_warmup": float(self.updates <= self.config.critic_warmup_steps)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"moments": self.moments.state_dict(), "updates": self.updates}
+        return {"moments": self.moments.state_dict(), "updates": self.updates,
+                "ptx_rng": self.rng.getstate()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.moments.load_state_dict(state["moments"])
         self.updates = int(state["updates"])
+        if "ptx_rng" in state:  # checkpoints written before the PPO-ptx RNG was saved lack it
+            self.rng.setstate(_as_rng_state(state["ptx_rng"]))
+
+
+def _as_rng_state(state: Any) -> tuple[Any, ...]:
+    """``random.Random.getstate()`` back from a checkpoint that may have turned its tuples into
+    lists (JSON, some serializers)."""
+    version, internal, gauss = state
+    return int(version), tuple(int(x) for x in internal), gauss
 
 
 @rlkit.hookimpl
-def rlkit_register_algorithms(register):
+def rlkit_register_algorithms(register: Callable[[type[Algorithm[Any]]], None]) -> None:
     register(PPOMax)

@@ -12,8 +12,9 @@ reinforcement learning"; Kool et al. 2019 and Ahmadian et al. 2024 ("Back to Bas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor
 
@@ -31,10 +32,10 @@ class ReinforceConfig(AlgorithmConfig):
     baseline_decay: float = doc(0.9, "EMA decay of the moving-average baseline.")
 
 
-class Reinforce(Algorithm):
+class Reinforce(Algorithm[ReinforceConfig]):
     name = "reinforce"
     Config = ReinforceConfig
-    loss_aggregation = "sequence_mean"  # one term per sequence, not per token
+    loss_aggregation = "seq_mean_token_sum"  # one term per sequence: a sequence log-prob
 
     def __init__(self, config: ReinforceConfig, total_steps: int = 1) -> None:
         super().__init__(config, total_steps)
@@ -63,7 +64,8 @@ class Reinforce(Algorithm):
         return {"reinforce/baseline": float(baseline.mean()), "reinforce/shaped_reward": mean}
 
     def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Tensor]]:
-        advantage = batch.advantages[:, 0] if batch.advantages.shape[1] else batch.scores * 0
+        advantages = batch.require("advantages")
+        advantage = advantages[:, 0] if advantages.shape[1] else batch.scores * 0
         seq_logprob = (out.logprobs * batch.response_mask).sum(1)  # Σ_t log πθ(a_t|s_t)
         loss = -(advantage * seq_logprob).mean()
         return loss, {"loss/policy": loss.detach()}
@@ -76,5 +78,5 @@ class Reinforce(Algorithm):
 
 
 @rlkit.hookimpl
-def rlkit_register_algorithms(register):
+def rlkit_register_algorithms(register: Callable[[type[Algorithm[Any]]], None]) -> None:
     register(Reinforce)

@@ -171,6 +171,24 @@ def group_advantages(scores: Tensor, group_ids: Tensor, scale: RewardScale,
     raise ValueError(f"unknown reward scale {scale!r}; valid: group, batch, none")
 
 
+def preference_pairs(values: Tensor, scores: Tensor,
+                     group_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """([P], [P]): the per-sequence ``values`` of the chosen and the rejected member of each
+    preference pair, a group of two rows whose chosen member scores higher (the ``preferences``
+    data kind: 1 and 0), in the order of the sorted group ids. A ValueError if a group is not
+    one chosen and one rejected row (a pair split across micro-batches, or tied scores)."""
+    _, group = torch.unique(group_ids, return_inverse=True)
+    n = int(group.max()) + 1 if len(group) else 0
+    chosen = (scores > group_mean(scores, group_ids)).to(values.dtype)
+    rejected = 1 - chosen
+    counts = [values.new_zeros(n).index_add(0, group, side) for side in (chosen, rejected)]
+    if not all(bool((c == 1).all()) for c in counts):
+        raise ValueError("each preference pair must be two rows, one scoring above the other, in "
+                         "the same (micro)batch: a pair was split or its scores tie")
+    return (values.new_zeros(n).index_add(0, group, values * chosen),
+            values.new_zeros(n).index_add(0, group, values * rejected))
+
+
 def sequence_logprobs(logprobs: Tensor, mask: Tensor, length_normalize: bool = False) -> Tensor:
     """[N]: log π(y|x) = Σ_t log π(a_t|s_t) over the response (EOS included), or with
     ``length_normalize`` the per-token mean (1/|y|)·Σ_t log π(a_t|s_t) (SimPO, ORPO, TRL's IPO)."""
@@ -209,14 +227,13 @@ def clipped_surrogate(ratio: Tensor, advantages: Tensor, eps_low: float | None,
 
 def clip_fraction(ratio: Tensor, advantages: Tensor, mask: Tensor, eps_low: float,
                   eps_high: float | None = None) -> Tensor:
-    """The share of masked elements where the clipped term binds, i.e. where
-    −clip(ρ)·A > −ρ·A and the gradient is 0 (TRL's ``clipfrac``): the one definition of
-    ``policy/clipfrac``. Pass the ratio at the level it is clipped (per token, or per response
-    for RLOO and GSPO)."""
+    """The share of masked elements where the clipped term binds: A > 0 and ρ > 1 + ε_high,
+    or A < 0 and ρ < 1 − ε_low (there −clip(ρ)·A > −ρ·A and the gradient is 0), the definition
+    of ``policy/clipfrac`` in :func:`ratio_stats`, for a ratio at any level: per token, or one
+    per response ([N, 1] or [N] with a matching mask) for RLOO and GSPO."""
     high = eps_low if eps_high is None else eps_high
-    unclipped = -advantages * ratio
-    clipped = -advantages * ratio.clamp(1 - eps_low, 1 + high)
-    return masked_mean((clipped > unclipped).to(ratio.dtype).expand_as(mask), mask)
+    binds = ((advantages > 0) & (ratio > 1 + high)) | ((advantages < 0) & (ratio < 1 - eps_low))
+    return masked_mean(binds.to(mask.dtype).expand_as(mask), mask)
 
 
 def agg_loss(per_token: Tensor, mask: Tensor, mode: LossAggregation | str,

@@ -7,7 +7,13 @@ read back), so this module is the only place that knows the on-disk layout::
     EXP/<run-name>/metrics.jsonl   one JSON object per training step
     EXP/<run-name>/status.json     {"state": "finished" | "failed" | "running", "error", "wall_s"}
 
+A directory holding only ``status.json`` is a run that failed before it could log anything
+(a bad config, a model that would not load); it is listed, never silently dropped.
+
 Everything downstream (statistics, plots, the report) works on the tidy :class:`Experiment`.
+Metric names and the x-axes come from :mod:`rlkit.metrics`; the few key *patterns* the
+evaluation adds to a metric's name (selection split, evaluation-seed spread) are spelled by
+:func:`select_key` and :func:`eval_std_keys` below and nowhere else in ``compare/``.
 """
 
 from __future__ import annotations
@@ -17,52 +23,38 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
 
+from rlkit.compare.stats import normalized_auc
 from rlkit.errors import RlkitError
+from rlkit.metrics import SAMPLES, Goal
 
-#: x-axes every run logs; the engine writes them on every row.
-X_STEP = "train/step"
-X_SAMPLES = "train/samples"
-X_WALL = "train/wall_s"
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """How to present a logged metric: a title, the unit for axis labels, and its direction.
-
-    ``goal`` is ``"max"`` or ``"min"`` when a higher (lower) value is better and the metric
-    may be ranked, and ``"none"`` when it describes rather than scores (KL to the reference
-    is a cost paid for reward, not a goal in itself; response length is a symptom).
-    """
-
-    key: str
-    title: str
-    unit: str
-    goal: str
-
-
-#: The evaluation metrics a report covers, in report order (canonical names, DESIGN.md).
-EVAL_METRICS: dict[str, MetricInfo] = {
-    m.key: m
-    for m in (
-        MetricInfo("eval/reward", "Eval reward (proxy reward model)", "RM score", "max"),
-        MetricInfo("eval/gold_reward", "Eval gold reward", "gold score", "max"),
-        MetricInfo("eval/kl", "Eval KL to reference", "nats / response", "none"),
-        MetricInfo("eval/response_length", "Eval response length", "tokens", "none"),
-    )
-}
-
-#: x-axes the learning curves are drawn against: key → axis label with unit.
-X_AXES: dict[str, str] = {X_SAMPLES: "training samples", X_WALL: "wall time (s)"}
+#: Any of these files makes a directory a run directory.
+RUN_FILES = ("config.yaml", "metrics.jsonl", "status.json")
 
 FINISHED = "finished"
 FAILED = "failed"
 RUNNING = "running"
 UNKNOWN = "unknown"
+
+#: How a run's series becomes one score: its last value, its best value over the run, its
+#: value where the selection-split twin is best, or its normalised area under the curve.
+How = Literal["final", "best", "selected", "auc"]
+
+
+def select_key(key: str) -> str:
+    """``eval/select/<name>``: ``eval/<name>`` measured on the selection split of the eval
+    prompts (disjoint from the ones ``eval/<name>`` is measured on), used to pick a step."""
+    return "eval/select/" + key.removeprefix("eval/")
+
+
+def eval_std_keys(key: str) -> tuple[str, ...]:
+    """Keys that may carry the spread of ``key`` across evaluation seeds within one
+    evaluation: ``eval/<name>/eval_std`` (the engine's), ``eval/<name>_seed_std`` (older)."""
+    return (f"{key}/eval_std", f"{key}_seed_std")
 
 
 @dataclass
@@ -102,7 +94,7 @@ class RunLog:
             out.update(row)
         return out
 
-    def series(self, key: str, x: str = X_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    def series(self, key: str, x: str = SAMPLES) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) for the rows that carry both keys with finite values, sorted by x.
 
         Rows without ``key`` are dropped rather than filled, so an eval metric logged every
@@ -127,12 +119,55 @@ class RunLog:
         vals = self.values(key)
         return float(vals[-1]) if vals.size else math.nan
 
-    def best(self, key: str, goal: str = "max") -> float:
+    def best(self, key: str, goal: Goal = "max") -> float:
         """The best logged value of ``key`` (max, or min for ``goal='min'``); NaN if none."""
         vals = self.values(key)
         if not vals.size:
             return math.nan
-        return float(vals.max() if goal == "max" else vals.min())
+        return float(vals.min() if goal == "min" else vals.max())
+
+    def selected(self, key: str, by: str, goal: Goal = "max") -> float:
+        """``key`` at the row where ``by`` is best (first such row on ties); NaN when no row
+        carries both. With ``by`` measured on prompts disjoint from ``key``'s, the choice of
+        step is not fitted to the noise of the number reported."""
+        pairs = [(float(r[by]), float(r[key])) for r in self.rows
+                 if _finite(r.get(by)) and _finite(r.get(key))]
+        if not pairs:
+            return math.nan
+        sign = -1.0 if goal == "min" else 1.0
+        best = max(range(len(pairs)), key=lambda i: (sign * pairs[i][0], -i))
+        return pairs[best][1]
+
+    def auc(self, key: str, x: str = SAMPLES) -> float:
+        """Normalised area under ``key`` against ``x`` (:func:`~rlkit.compare.stats.normalized_auc`)."""
+        return normalized_auc(*self.series(key, x))
+
+    def score(self, key: str, how: How = "final", goal: Goal = "max") -> float:
+        """One number for this run (see :data:`How`); ``"selected"`` falls back to NaN when
+        the run has no selection-split twin of ``key``."""
+        if how == "final":
+            return self.final(key)
+        if how == "best":
+            return self.best(key, goal)
+        if how == "selected":
+            return self.selected(key, select_key(key), goal)
+        return self.auc(key)
+
+    def eval_std(self, key: str) -> float:
+        """The spread of ``key`` across evaluation seeds at the last evaluation; NaN if the
+        engine did not log one."""
+        for k in eval_std_keys(key):
+            if self.has(k):
+                return self.final(k)
+        return math.nan
+
+    @property
+    def eval_seeds(self) -> int | None:
+        """How many evaluation seeds each evaluation averaged (``eval.seeds`` in the run's
+        config), or None when the config does not say."""
+        section = self.config.get("eval")
+        seeds = section.get("seeds") if isinstance(section, dict) else None
+        return len(seeds) if isinstance(seeds, list) and seeds else None
 
 
 @dataclass
@@ -193,24 +228,23 @@ class Experiment:
         return any(r.has(key) for r in pool)
 
     def score_matrix(
-        self, label: str, key: str, how: str = "final", goal: str = "max"
+        self, label: str, key: str, how: How = "final", goal: Goal = "max"
     ) -> np.ndarray:
         """Per-run scores of one label as a ``[n_runs, n_tasks]`` array (rliable layout).
 
         Rows are seeds, columns are the experiment's tasks; a missing (task, seed) cell, or a
         run that never logged ``key``, is NaN so that the statistics can drop it. ``how`` is
-        ``"final"`` (last logged value) or ``"best"`` (max or min over the run, per ``goal``).
+        one of :data:`How` (:meth:`RunLog.score`).
         """
         runs = self.groups().get(label, [])
         tasks = self.tasks
         seeds = sorted({r.seed for r in runs})
         out = np.full((len(seeds), len(tasks)), np.nan)
         for r in runs:
-            value = r.final(key) if how == "final" else r.best(key, goal)
-            out[seeds.index(r.seed), tasks.index(r.task)] = value
+            out[seeds.index(r.seed), tasks.index(r.task)] = r.score(key, how, goal)
         return out
 
-    def scores(self, key: str, how: str = "final", goal: str = "max") -> dict[str, np.ndarray]:
+    def scores(self, key: str, how: How = "final", goal: Goal = "max") -> dict[str, np.ndarray]:
         """:meth:`score_matrix` for every label with finished runs."""
         return {label: self.score_matrix(label, key, how, goal) for label in self.groups()}
 
@@ -218,8 +252,8 @@ class Experiment:
 def load_experiment(exp_dir: Path | str) -> Experiment:
     """Load every run directory under ``exp_dir``.
 
-    A run directory is any direct child holding ``config.yaml`` or ``metrics.jsonl``;
-    others (``figures/``, ``wandb/``) are ignored. Raises :class:`RlkitError` when the
+    A run directory is any direct child holding ``config.yaml``, ``metrics.jsonl`` or
+    ``status.json``; others (``figures/``, ``wandb/``) are ignored. Raises :class:`RlkitError` when the
     directory is missing or holds no run, naming what was expected.
     """
     exp = Path(exp_dir)
@@ -231,7 +265,7 @@ def load_experiment(exp_dir: Path | str) -> Experiment:
     run_dirs = [
         d
         for d in sorted(exp.iterdir())
-        if d.is_dir() and ((d / "config.yaml").is_file() or (d / "metrics.jsonl").is_file())
+        if d.is_dir() and any((d / f).is_file() for f in RUN_FILES)
     ]
     if not run_dirs:
         raise RlkitError(

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 
 @dataclass
 class RunResult:
@@ -55,6 +57,9 @@ def execute_run(config_data: dict[str, Any], exp_dir: str, plugin_files: list[st
     except Exception as exc:  # noqa: BLE001 - isolate: record and let the grid continue
         error = f"{type(exc).__name__}: {exc}"
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / "config.yaml").exists():
+            # failed before the engine wrote it: keep the run's identity for the report
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config_data, sort_keys=False))
         status_path = run_dir / "status.json"
         status = {"state": "failed", "error": error, "traceback": traceback.format_exc()}
         status_path.write_text(json.dumps(status))
@@ -94,10 +99,7 @@ def run_grid(
                 on_result(result)
     else:
         new = []
-        # spawn: a fresh interpreter per worker (fork after torch has started threads deadlocks)
-        # one process per run (Python ≥ 3.11): isolation, and an honest per-run peak memory
-        fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), **fresh) as pool:
+        with _process_pool(workers) as pool:
             futures = [pool.submit(execute_run, d, str(exp_dir), plugin_files, threads)
                        for d in todo]
             for future in as_completed(futures):
@@ -106,6 +108,16 @@ def run_grid(
                 if on_result:
                     on_result(result)
     return results + new
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    """spawn: a fresh interpreter per worker (fork after torch has started threads
+    deadlocks); one process per run (Python ≥ 3.11): isolation, and an honest per-run peak
+    memory."""
+    context = mp.get_context("spawn")
+    if sys.version_info >= (3, 11):
+        return ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1)
+    return ProcessPoolExecutor(workers, mp_context=context)  # pragma: no cover
 
 
 def _run_ray(todo: list[dict[str, Any]], exp_dir: Path, plugin_files: list[str], threads: int,

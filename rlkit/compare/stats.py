@@ -17,6 +17,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy import stats as sps
@@ -25,6 +26,12 @@ from scipy import stats as sps
 IQM_TRIM = 0.25
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
+#: Below this many seeds per algorithm, intervals undercover and tests lack power
+#: (Colas et al. 2018): the report then shows ranges, never confidence intervals.
+RECOMMENDED_SEEDS = 5
+#: Power and level of the seeds-needed estimate (:func:`seeds_for_power`).
+POWER = 0.8
+ALPHA = 0.05
 
 Seed = int | np.random.Generator | None
 Statistic = Callable[[np.ndarray], np.ndarray]
@@ -76,17 +83,85 @@ class PairComparison:
     p_adjusted: float
     #: The smallest two-sided p an exact rank test could give at these sample sizes.
     min_exact_p: float
+    #: Seeds per arm to detect the observed difference at 80% power (:func:`seeds_for_power`).
+    seeds_for_power: float = math.nan
+
+
+#: What an aggregate's or a band's interval is: a bootstrap confidence interval (enough seeds),
+#: the observed range over the runs (fewer than :data:`RECOMMENDED_SEEDS`), or nothing (one run).
+IntervalKind = Literal["ci", "range", "none"]
+#: The centre of an aggregate: the IQM where it trims something (n ≥ 4), else the plain mean.
+Centre = Literal["IQM", "mean"]
 
 
 @dataclass(frozen=True)
 class Band:
-    """A curve's mean and percentile bootstrap band over seeds, at each grid point."""
+    """A curve's mean over seeds at each grid point, with a band: the percentile bootstrap
+    interval of the mean (``interval == "ci"``) or the min–max over runs (``"range"``)."""
 
     x: np.ndarray
     mean: np.ndarray
     low: np.ndarray
     high: np.ndarray
     n_runs: int
+    interval: IntervalKind = "ci"
+    confidence: float = DEFAULT_CONFIDENCE
+
+    def describe(self) -> str:
+        """What the shaded band is, for a legend or a caption."""
+        return interval_text(self.interval, self.n_runs, self.confidence)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One algorithm's per-run scores summarised honestly for its number of seeds.
+
+    * ``n_seeds ≥`` :data:`RECOMMENDED_SEEDS`: IQM with a stratified-bootstrap interval
+      (``interval == "ci"``);
+    * ``2 ≤ n_seeds <`` :data:`RECOMMENDED_SEEDS`: the observed range (min, max) over the runs
+      (``"range"``): a bootstrap interval from 3 seeds undercovers badly (Colas et al. 2018),
+      so none is claimed;
+    * one run: the value alone (``"none"``).
+
+    The centre is the IQM only where trimming removes something (n ≥ 4 pooled runs:
+    ``trim_mean`` cuts ⌊0.25·n⌋ per end); below that it *is* the mean and is called so.
+    """
+
+    centre: Centre
+    point: float
+    low: float
+    high: float
+    interval: IntervalKind
+    #: finite runs pooled over tasks
+    n: int
+    #: the fewest seeds any task has (what decides between an interval and a range)
+    n_seeds: int
+    confidence: float = DEFAULT_CONFIDENCE
+
+    def header(self) -> str:
+        """Column-header text, e.g. ``IQM [95% CI]`` or ``mean [range over 3 seeds]``."""
+        if self.interval == "none":
+            return f"{self.centre} (one run: no spread)"
+        return f"{self.centre} [{self.interval_text()}]"
+
+    def interval_text(self) -> str:
+        """``95% CI`` or ``range over n seeds`` (``runs`` when several tasks are pooled)."""
+        unit = "seeds" if self.n == self.n_seeds else "runs"
+        return interval_text(self.interval, self.n, self.confidence, unit)
+
+    def overlaps(self, other: Aggregate) -> bool:
+        """Whether the two intervals (or ranges) share a point."""
+        return self.low <= other.high and other.low <= self.high
+
+
+def interval_text(kind: IntervalKind, n: int, confidence: float = DEFAULT_CONFIDENCE,
+                  unit: str = "seeds") -> str:
+    """The words for an interval kind: never a confidence level unless there is one."""
+    if kind == "ci":
+        return f"{confidence:.0%} CI"
+    if kind == "range":
+        return f"range over {n} {unit}"
+    return "one run: no spread"
 
 
 # --------------------------------------------------------------------------- basics
@@ -223,6 +298,88 @@ def iqm_ci(
     return bootstrap_ci(scores, iqm_rows, confidence, n_resamples, seed)
 
 
+def aggregate(
+    scores: np.ndarray | Sequence[float],
+    confidence: float = DEFAULT_CONFIDENCE,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: Seed = 0,
+    min_seeds_for_ci: int = RECOMMENDED_SEEDS,
+) -> Aggregate:
+    """The table entry for one algorithm's per-run scores (see :class:`Aggregate`).
+
+    With at least ``min_seeds_for_ci`` seeds in every task: IQM and its stratified-bootstrap
+    interval (:func:`iqm_ci`). With fewer: the IQM if it trims (n ≥ 4), else the mean, and
+    the observed min–max over the runs, labelled as a range.
+    """
+    cols = task_columns(scores)
+    x = flat(scores)
+    n = int(x.size)
+    n_seeds = min((c.size for c in cols if c.size), default=0)
+    if n == 0:
+        return Aggregate("mean", math.nan, math.nan, math.nan, "none", 0, 0, confidence)
+    trims = math.floor(IQM_TRIM * n) >= 1
+    centre: Centre = "IQM" if trims else "mean"
+    point = iqm(x) if trims else float(x.mean())
+    if n_seeds >= min_seeds_for_ci:
+        ci = iqm_ci(scores, confidence, n_resamples, seed)
+        return Aggregate("IQM", ci.point, ci.low, ci.high, "ci", n, n_seeds, confidence)
+    if n == 1:
+        return Aggregate(centre, point, point, point, "none", n, n_seeds, confidence)
+    return Aggregate(centre, point, float(x.min()), float(x.max()), "range", n, n_seeds,
+                     confidence)
+
+
+def normalized_auc(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float]) -> float:
+    """Area under a learning curve divided by its x-span: the curve's average height.
+
+    AUC = 1/(x_n − x_1) · Σ_i (x_{i+1} − x_i) · (y_i + y_{i+1}) / 2 (trapezoid rule over the
+    evaluation points, x = training samples). Two algorithms that end at the same value
+    differ here when one got there sooner. NaN with fewer than two points or no x-span.
+    """
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[ok], ys[ok]
+    if xs.size < 2:
+        return math.nan
+    order = np.argsort(xs, kind="stable")
+    xs, ys = xs[order], ys[order]
+    span = float(xs[-1] - xs[0])
+    if span <= 0:
+        return math.nan
+    area = float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2.0))
+    return area / span
+
+
+def seeds_for_power(
+    x: np.ndarray | Sequence[float],
+    y: np.ndarray | Sequence[float],
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> float:
+    """Seeds per arm needed to detect the observed difference of means at ``power``
+    with a two-sided test at level ``alpha`` (normal approximation to Welch's test).
+
+    With δ = mean(x) − mean(y) and the observed sample variances s_x², s_y² (ddof=1), equal
+    seeds n per arm give the difference a standard error sqrt((s_x² + s_y²)/n), so
+
+        n = ⌈ (z_{1−α/2} + z_{power})² · (s_x² + s_y²) / δ² ⌉,
+
+    (z_{0.975} + z_{0.8})² ≈ 7.85. The observed δ and variances are themselves noisy, so
+    read it as an order of magnitude ("3 seeds or 30?"), and it is optimistic at small n
+    where Welch's t has heavier tails than the normal. At least 2 (a variance needs two);
+    ``inf`` when no difference was observed; NaN when either arm has fewer than 2 runs.
+    """
+    a, b = flat(x), flat(y)
+    if a.size < 2 or b.size < 2:
+        return math.nan
+    delta = float(a.mean() - b.mean())
+    var = float(np.var(a, ddof=1) + np.var(b, ddof=1))
+    if delta == 0.0:
+        return math.inf
+    z = float(sps.norm.ppf(1.0 - alpha / 2.0) + sps.norm.ppf(power))
+    return float(max(2, math.ceil(z * z * var / (delta * delta))))
+
+
 # --------------------------------------------------------------------------- P(X > Y)
 
 
@@ -347,7 +504,8 @@ def pairwise_comparisons(
     seed: Seed = 0,
 ) -> list[PairComparison]:
     """Every unordered pair (a before b in ``scores`` order): P(a better than b) with its
-    interval, Welch's test, and BH-adjusted p-values across the pairs.
+    interval, Welch's test, BH-adjusted p-values across the pairs, and the seeds per arm a
+    test would need to detect the observed difference (:func:`seeds_for_power`).
 
     For ``goal='min'`` scores are negated first, so that "better" and P(a > b) keep
     meaning "a improves on b".
@@ -355,18 +513,31 @@ def pairwise_comparisons(
     sign = -1.0 if goal == "min" else 1.0
     labels = list(scores)
     rng = _rng(seed)
-    raw: list[tuple[str, str, Interval, WelchResult, int, int]] = []
+    raw: list[_Pair] = []
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
             xa, xb = sign * as_runs_by_tasks(scores[a]), sign * as_runs_by_tasks(scores[b])
             poi = probability_of_improvement_ci(xa, xb, n_resamples=n_resamples, seed=rng)
             welch = welch_test(xa, xb)
-            raw.append((a, b, poi, welch, flat(xa).size, flat(xb).size))
-    adjusted = benjamini_hochberg([r[3].p for r in raw])
+            raw.append(_Pair(a, b, poi, welch, flat(xa).size, flat(xb).size,
+                             seeds_for_power(xa, xb)))
+    adjusted = benjamini_hochberg([r.welch.p for r in raw])
     return [
-        PairComparison(a, b, na, nb, poi, welch, float(adj), min_exact_mannwhitney_p(na, nb))
-        for (a, b, poi, welch, na, nb), adj in zip(raw, adjusted, strict=True)
+        PairComparison(r.a, r.b, r.n_a, r.n_b, r.poi, r.welch, float(adj),
+                       min_exact_mannwhitney_p(r.n_a, r.n_b), r.power_n)
+        for r, adj in zip(raw, adjusted, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class _Pair:
+    a: str
+    b: str
+    poi: Interval
+    welch: WelchResult
+    n_a: int
+    n_b: int
+    power_n: float
 
 
 # --------------------------------------------------------------------------- few seeds
@@ -392,11 +563,6 @@ def seeds_needed(alpha: float = 0.05) -> int:
     return n
 
 
-#: Below this many seeds per algorithm, intervals undercover and tests lack power
-#: (Colas et al. 2018), so the report always says so.
-RECOMMENDED_SEEDS = 5
-
-
 def few_seeds_warning(n: int, m: int, alpha: float = 0.05) -> str | None:
     """A plain-language warning when n vs m seeds are too few for a test to mean much.
 
@@ -418,7 +584,8 @@ def few_seeds_warning(n: int, m: int, alpha: float = 0.05) -> str | None:
             f"(rank) test can give is 2/C({n + m},{n}) = {p_min:.3g} > {alpha:g}, even when every "
             f"run of one algorithm beats every run of the other: no rank test can call a "
             f"difference significant. A small Welch p-value here leans entirely on assuming "
-            f"the seed scores are normal, and bootstrap intervals are too narrow at this size. "
+            f"the seed scores are normal, and a bootstrap interval would be too narrow at this size "
+            f"(the report shows ranges over seeds instead). "
             f"Treat differences as anecdotal; use at least {seeds_needed(alpha)} seeds per "
             f"algorithm for a rank test to be able to reach {alpha:g}, {RECOMMENDED_SEEDS} or "
             f"more to have power."
@@ -427,7 +594,7 @@ def few_seeds_warning(n: int, m: int, alpha: float = 0.05) -> str | None:
         return (
             f"Only {n} vs {m} seeds: a rank test can reach p = {p_min:.3g} at best, so only "
             f"complete separation is significant; tests have little power and bootstrap "
-            f"intervals tend to be too narrow. A non-significant difference is not evidence of "
+            f"intervals would be too narrow (the report shows ranges instead). A non-significant difference is not evidence of "
             f"no difference. Use {RECOMMENDED_SEEDS} or more seeds per algorithm."
         )
     return None
@@ -461,6 +628,30 @@ def common_grid(
     return grid, np.stack([np.interp(grid, x, y) for x, y in pairs])
 
 
+def range_band(x: np.ndarray, ys: np.ndarray) -> Band:
+    """Mean curve over seeds with the min–max over runs at each x (few seeds: no interval)."""
+    ys = np.asarray(ys, dtype=float)
+    kind: IntervalKind = "range" if ys.shape[0] > 1 else "none"
+    return Band(np.asarray(x, float), ys.mean(axis=0), ys.min(axis=0), ys.max(axis=0),
+                ys.shape[0], kind)
+
+
+def curve_band(
+    x: np.ndarray,
+    ys: np.ndarray,
+    confidence: float = DEFAULT_CONFIDENCE,
+    n_resamples: int = 1000,
+    seed: Seed = 0,
+    min_seeds_for_ci: int = RECOMMENDED_SEEDS,
+) -> Band:
+    """The band a learning curve shows: :func:`bootstrap_band` with enough seeds, else
+    :func:`range_band` (the same rule as :func:`aggregate`)."""
+    ys = np.asarray(ys, dtype=float)
+    if ys.shape[0] >= min_seeds_for_ci:
+        return bootstrap_band(x, ys, confidence, n_resamples, seed)
+    return range_band(x, ys)
+
+
 def bootstrap_band(
     x: np.ndarray,
     ys: np.ndarray,
@@ -477,7 +668,7 @@ def bootstrap_band(
     ys = np.asarray(ys, dtype=float)
     mean = ys.mean(axis=0)
     if ys.shape[0] < 2:
-        return Band(np.asarray(x, float), mean, mean.copy(), mean.copy(), ys.shape[0])
+        return Band(np.asarray(x, float), mean, mean.copy(), mean.copy(), ys.shape[0], "none")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate (constant) columns warn; band = mean there
         res = sps.bootstrap(
@@ -492,5 +683,6 @@ def bootstrap_band(
     low = np.where(np.isfinite(res.confidence_interval.low), res.confidence_interval.low, mean)
     high = np.where(np.isfinite(res.confidence_interval.high), res.confidence_interval.high, mean)
     return Band(
-        np.asarray(x, float), mean, np.minimum(low, mean), np.maximum(high, mean), ys.shape[0]
+        np.asarray(x, float), mean, np.minimum(low, mean), np.maximum(high, mean), ys.shape[0],
+        "ci", confidence,
     )

@@ -18,12 +18,25 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+REPORT_BUGS = ("This is not a problem with your input: please report it, with the traceback "
+               "above and the command you ran, at https://github.com/rlkit/rlkit/issues (or to "
+               "the plugin's author when the traceback ends in a plugin).")
+
+
 class RlkitGroup(click.Group):
     def invoke(self, ctx: click.Context):  # noqa: D102
         try:
             return super().invoke(ctx)
         except RlkitError as exc:
             raise UserError(str(exc)) from None
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            click.secho(f"Internal error. {REPORT_BUGS}", fg="red", err=True)
+            ctx.exit(1)
 
 
 def _plugin_files(args: list[str]) -> list[str]:
@@ -60,16 +73,19 @@ def build_cli(pm: PluginManager) -> click.Group:
                   help="Parent directory of the run directory (default: the config's `out`).")
     @click.option("--resume", is_flag=True,
                   help="Continue the run from its last checkpoint (no metric row lost or repeated).")
-    def run(config: str, overrides: tuple[str, ...], out: str | None, resume: bool) -> None:
+    @click.option("--force", is_flag=True,
+                  help="With --resume: accept a config that differs from the saved one.")
+    def run(config: str, overrides: tuple[str, ...], out: str | None, resume: bool,
+            force: bool) -> None:
         """Train one run described by the YAML file CONFIG.
 
         Writes OUT/NAME/{config.yaml, metrics.jsonl, samples.jsonl, checkpoints/, policy/, wandb/}.
         """
         from rlkit.config import load_config
-        from rlkit.engine import Run
+        from rlkit.core.run import Run
 
-        run_config = load_config(config, list(overrides))
-        run_obj = Run(run_config, out=out, resume=resume, pm=pm)
+        run_config = load_config(config, list(overrides), algorithms=pm.registry.algorithms)
+        run_obj = Run(run_config, out=out, resume=resume, pm=pm, force=force)
         summary = run_obj.train()
         keys = ("eval/reward", "eval/gold_reward", "eval/kl", "objective/reward", "objective/kl")
         shown = "  ".join(f"{k}={summary[k]:.4f}" for k in keys if summary.get(k) is not None)
@@ -86,7 +102,8 @@ def build_cli(pm: PluginManager) -> click.Group:
         for row in rows:
             click.echo(f"{row['name']} {row['version']}")
             click.echo(f"  hooks: {', '.join(row['hooks'])}")
-            for kind in ("algorithms", "tasks", "rewards", "trackers"):
+            for kind in ("algorithms", "tasks", "rewards", "backends", "data_kinds", "metrics",
+                         "trackers"):
                 if row[kind]:
                     click.echo(f"  {kind}: {', '.join(row[kind])}")
         for name, error in pm.load_errors:
@@ -109,28 +126,8 @@ def build_cli(pm: PluginManager) -> click.Group:
             for key, value in figures.items():
                 click.echo(f"{key}: {value}")
 
-    for command in _optional_commands():
-        cli.add_command(command)
     pm.hook.rlkit_register_commands(cli=cli)
     return cli
-
-
-def _optional_commands() -> list[click.Command]:
-    """Commands living in their own modules (imported lazily so a missing extra never breaks
-    the CLI)."""
-    commands = []
-    for module_name, attrs in (
-        ("rlkit.cli_training", ("sft_command", "train_rm_command")),
-        ("rlkit.compare.cli_report", ("report_command",)),
-        ("rlkit.compare.cli_compare", ("compare_command",)),
-        ("rlkit.scaffold", ("new_plugin_command",)),
-    ):
-        try:
-            module = __import__(module_name, fromlist=list(attrs))
-        except ImportError:
-            continue
-        commands.extend(getattr(module, a) for a in attrs if hasattr(module, a))
-    return commands
 
 
 def main(argv: list[str] | None = None) -> None:

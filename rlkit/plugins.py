@@ -32,6 +32,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "rlkit.models",
     "rlkit.backends",
     "rlkit.core.datakinds",
+    "rlkit.commands",
     "rlkit.tracking.console",
     "rlkit.tracking.jsonl",
     "rlkit.tracking.wandb",

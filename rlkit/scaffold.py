@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import torch
 
 import rlkit
-from rlkit.algorithm import Algorithm, AlgorithmConfig, Experience, PolicyOutput, doc
+from rlkit import Algorithm, AlgorithmConfig, Experience, PolicyOutput, doc
 
 
 @dataclass
@@ -64,12 +64,12 @@ def ${name}_loss(advantages: torch.Tensor, logprobs: torch.Tensor, mask: torch.T
     return loss, {"loss/policy": loss.detach()}
 
 
-class $cls(Algorithm):
+class $cls(Algorithm[Config]):
     name = "$name"
     Config = Config
-    loss_aggregation = "sequence_mean"
+    loss_aggregation = "seq_mean_token_sum"  # one term per sequence: Σ_t log π, then a mean
 
-    def __init__(self, config: Config, total_steps: int = 1) -> None:
+    def __init__(self, config: Config, total_steps: int) -> None:
         super().__init__(config, total_steps)
         self.baseline = 0.0
 
@@ -81,7 +81,8 @@ class $cls(Algorithm):
         return {"$name/baseline": self.baseline}
 
     def loss(self, batch: Experience, out: PolicyOutput):
-        return ${name}_loss(batch.advantages[:, 0], out.logprobs, batch.response_mask)
+        return ${name}_loss(batch.require("advantages")[:, 0], out.logprobs,
+                            batch.response_mask)
 
     def state_dict(self) -> dict[str, float]:
         return {"baseline": self.baseline}

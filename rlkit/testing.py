@@ -57,10 +57,8 @@ def _run(algorithm: str, out: Path, **options: Any):
 
 
 def _batch(run):
-    if run.algorithm.data_source() == "preferences":
-        exp, _ = run.preference_batch(1)
-    else:
-        exp, _ = run.rollout(1)
+    exp, info = run.batch(1)
+    if info.is_rollout and run.spec.data_kind == "rollout":
         # Distinct rewards, so a zero gradient means broken plumbing, not a batch of equal
         # (e.g. all-zero) rewards that leaves nothing to learn.
         noise = torch.randn(len(exp), generator=torch.Generator().manual_seed(0))
@@ -89,7 +87,10 @@ def check_registers(name: str) -> None:
     assert isinstance(cls, type) and issubclass(cls, Algorithm), (
         f"'{name}' must register a subclass of rlkit.algorithm.Algorithm, got {cls!r}")
     assert cls.name == name, f"the class registered as '{name}' says name={cls.name!r}"
-    assert cls.data in ("rollout", "preferences"), "data must be rollout or preferences"
+    spec = cls.spec(cls.Config())
+    known = get_plugin_manager().registry.data_kinds
+    assert spec.data_kind in known, (
+        f"'{name}' declares data_kind={spec.data_kind!r}; registered: {', '.join(known)}")
 
 
 def check_config_documented(name: str) -> None:
@@ -114,7 +115,7 @@ def check_loss_finite_and_differentiable(name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = _run(name, Path(tmp))
         exp = _batch(run)
-        loss, metrics = run.algorithm.loss(exp, run.policy_output(exp, run.config.rollout.temperature))
+        loss, metrics = run.algorithm.loss(exp, run.policy_output(exp))
         assert isinstance(loss, torch.Tensor) and loss.ndim == 0, "loss must be a 0-dim tensor"
         assert torch.isfinite(loss), f"loss is not finite: {loss}"
         assert loss.requires_grad, "loss does not depend on the policy's outputs"
@@ -126,7 +127,7 @@ def check_gradients_reach_the_models(name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = _run(name, Path(tmp))
         exp = _batch(run)
-        out = run.policy_output(exp, run.config.rollout.temperature)
+        out = run.policy_output(exp)
         loss, _ = run.algorithm.loss(exp, out)
         loss.backward()
         policy_grad = sum(float(p.grad.abs().sum()) for p in run.policy.parameters()

@@ -188,9 +188,9 @@ def test_missing_eos_penalty_is_subtracted_only_from_unfinished_responses(tmp_pa
     run = make_run(tmp_path, tiny_config(**{"rollout.missing_eos_penalty": 1.5,
                                             "rollout.max_new_tokens": 2}))
     exp, info = run.rollout(1)
-    ended = info["ended"]
+    ended = info.ended
     assert (~ended).any()
-    expected = info["raw_scores"] - 1.5 * (~ended).float()
+    expected = info.raw_scores - 1.5 * (~ended).float()
     torch.testing.assert_close(exp.scores, expected)
 
 

@@ -148,20 +148,25 @@ def test_lifecycle_hooks_fire_and_after_update_metrics_land_in_the_log(tmp_path)
 
     class Observer:
         @rlkit.hookimpl
-        def rlkit_run_start(self, run):
+        def rlkit_run_start(self, ctx):
+            assert isinstance(ctx, rlkit.RunContext) and ctx.step == 0
             calls.append("start")
 
         @rlkit.hookimpl
-        def rlkit_after_update(self, run, step, metrics):
+        def rlkit_after_update(self, ctx, step, metrics):
+            assert ctx.step == step  # the context follows the run
             calls.append(f"update{step}")
             return {"custom/double_reward": 2 * metrics["objective/reward"]}
 
         @rlkit.hookimpl
-        def rlkit_evaluate(self, run, step):
+        def rlkit_evaluate(self, ctx, step):
+            # the evaluation's own samples, aligned with its prompts
+            assert ctx.last_eval.step == step
+            assert len(ctx.last_eval.responses) == len(ctx.last_eval.prompts) == 8
             return {"eval/custom": float(step)}
 
         @rlkit.hookimpl
-        def rlkit_run_end(self, run, summary):
+        def rlkit_run_end(self, ctx, summary):
             calls.append("end")
 
     get_plugin_manager().register(Observer(), name="observer")

@@ -157,7 +157,7 @@ class Run:
         return max(1, math.ceil(budget / per_step))
 
     def _load_prompts(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        cfg, pc = self.config, self.config.prompts
+        pc = self.config.prompts
         if pc.dataset is not None:
             train = read_dataset_rows(pc.dataset, pc.split, pc.field, pc.limit)
             held_out = (read_dataset_rows(pc.dataset, pc.eval_split, pc.field, pc.limit)

@@ -1,0 +1,209 @@
+"""The engine's seams, used as a third-party author uses them.
+
+A test-only external package (tests/ext_plugin/rlkit_ext_demo.py), installed through its entry
+point with no edit to rlkit/, brings a generation backend, a reward source reading a metadata
+column of the prompt file, and a metric with a direction; a comparison ranks that metric.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from conftest import TINY_POLICY, make_run, read_rows, tiny_config
+
+import rlkit
+from rlkit.cli import cli_for_tests
+from rlkit.errors import PluginError
+from rlkit.plugins import get_plugin_manager, make_plugin_manager
+
+EXT = Path(__file__).parent / "ext_plugin"
+
+
+@pytest.fixture
+def ext_installed(tmp_path, monkeypatch):
+    """What `pip install` of the demo package leaves for importlib.metadata: a dist-info with
+    its entry point on sys.path (no network, nothing written to site-packages)."""
+    site = tmp_path / "site"
+    info = site / "rlkit_ext_demo-0.3.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rlkit-ext-demo\nVersion: 0.3.0\n")
+    (info / "entry_points.txt").write_text("[rlkit]\next_demo = rlkit_ext_demo\n")
+    for path in (site, EXT):
+        monkeypatch.syspath_prepend(str(path))
+    monkeypatch.setenv("PYTHONPATH", f"{site}:{EXT}")
+    return site
+
+
+def _prompt_file(path: Path) -> Path:
+    words = ["good", "great", "bad", "fine"]
+    rows = [{"prompt": f"the movie was {w}", "target": words[i % 2]} for i, w in
+            enumerate(words * 8)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_plugin_listing_shows_every_registry(ext_installed):
+    rows = {r["name"]: r for r in make_plugin_manager().describe()}
+    demo = rows["ext_demo"]
+    assert demo["version"] == "0.3.0"
+    assert demo["backends"] == ["hf_generate"]
+    assert demo["rewards"] == ["target_word"]
+    assert demo["metrics"] == ["eval/target_rate"]
+    assert "hf" in rows["rlkit.backends"]["backends"]
+    assert set(rows["rlkit.core.datakinds"]["data_kinds"]) == {
+        "rollout", "preferences", "unpaired", "judged_pairs"}
+    for row in rows.values():
+        assert {"backends", "data_kinds", "metrics"} <= set(row)
+
+
+def test_external_backend_reward_source_and_metadata_in_one_run(ext_installed, tmp_path):
+    prompts = _prompt_file(tmp_path / "prompts.jsonl")
+    config = tiny_config(**{
+        "prompts.train": str(prompts), "rollout.backend": "hf_generate",
+        "reward": [{"source": "target_word", "weight": 1.0},
+                   {"source": "count_good", "weight": 0.5}],
+    })
+    run = make_run(tmp_path, config)
+    assert type(run.backend).__name__ == "HFGenerateBackend"
+    exp, info = run.batch(1)
+    # the weighted sum, and each source on its own
+    target = info.per_source["target_word"]
+    good = info.per_source["count_good"]
+    assert torch.allclose(info.raw_scores.cpu(), target + 0.5 * good)
+    # the reward source saw each prompt's own `target` column
+    expected = [float(m["target"] in r.split()) for m, r in zip(info.metadata, info.responses)]
+    assert target.tolist() == expected
+    run.train()
+    rows = read_rows(run.run_dir / "metrics.jsonl")
+    assert {"rewards/target_word/mean", "rewards/count_good/mean"} <= set(rows[1])
+    # HF generate and the scoring forward measure the same distribution
+    assert rows[1]["rollout/logprob_mismatch"] < 1e-4
+    assert "eval/target_rate" in rows[0] and 0.0 <= rows[-1]["eval/target_rate"] <= 1.0
+
+
+def test_hf_backend_logprob_mismatch_is_float_rounding(tmp_path):
+    run = make_run(tmp_path, tiny_config(**{"train.steps": 2}))
+    run.train()
+    rows = read_rows(run.run_dir / "metrics.jsonl")
+    mismatch = [r["rollout/logprob_mismatch"] for r in rows if "rollout/logprob_mismatch" in r]
+    assert len(mismatch) == 2 and all(0.0 <= m < 1e-5 for m in mismatch), mismatch
+
+
+def test_external_metric_is_ranked_in_the_report(ext_installed, tmp_path):
+    prompts = _prompt_file(tmp_path / "prompts.jsonl")
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(yaml.safe_dump({
+        "name": "ext", "seeds": [0], "budget": {"samples": 32}, "task": {"name": "toy"},
+        "shared": {"policy": {"config": dict(TINY_POLICY)}, "prompts": {"train": str(prompts)},
+                   "reward": [{"source": "target_word"}], "algorithm": {"lr": 3e-3},
+                   "rollout": {"batch_size": 8, "max_new_tokens": 6, "backend": "hf_generate"},
+                   "eval": {"every": 2, "num_prompts": 8}, "tracking": {"trackers": ["jsonl"]}},
+        "algorithms": ["reinforce", {"name": "a2c"}],
+    }))
+    result = CliRunner().invoke(cli_for_tests(), ["compare", str(experiment), "--out",
+                                                  str(tmp_path / "runs"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "runs" / "ext" / "report.md").read_text()
+    title = "Share of eval responses containing the target"
+    assert title in report
+    section = report[report.index(title):]
+    assert "higher is better" in section.splitlines()[0]
+    assert "reinforce" in section and "a2c" in section
+
+
+def test_algorithm_declarations_are_validated_at_registration():
+    class Typo(rlkit.Algorithm):
+        name = "typo"
+        loss_aggregation = "token_means"  # type: ignore[assignment]
+
+        def loss(self, batch, out):
+            return out.logprobs.sum(), {}
+
+    class Plugin:
+        @rlkit.hookimpl
+        def rlkit_register_algorithms(self, register):
+            register(Typo)
+
+    pm = get_plugin_manager()
+    pm.register(Plugin(), name="typo-plugin")
+    with pytest.raises(PluginError, match="typo-plugin.*loss_aggregation='token_means'.*token_mean"):
+        _ = pm.registry
+
+
+def test_reference_free_algorithm_builds_no_reference(tmp_path):
+    class NoRef(rlkit.Algorithm):
+        name = "noref"
+        needs_reference = False
+        loss_aggregation = "seq_mean_token_sum"
+
+        def loss(self, batch, out):
+            return -(batch.scores * out.logprobs.sum(1)).mean(), {}
+
+    class Plugin:
+        @rlkit.hookimpl
+        def rlkit_register_algorithms(self, register):
+            register(NoRef)
+
+    get_plugin_manager().register(Plugin(), name="noref-plugin")
+    run = make_run(tmp_path, tiny_config(**{"algorithm": {"name": "noref", "lr": 1e-3}}))
+    assert run.reference is None
+    exp, _ = run.batch(1)
+    assert exp.ref_logprobs is None and float(exp.kl.abs().sum()) == 0.0
+    with pytest.raises(rlkit.RlkitError, match="needs_reference = False"):
+        run.ctx.reference_logprobs(exp)
+    # no reference copy among the run's tensors: only the policy's parameters
+    assert sum(p.numel() for p in run.policy.parameters()) == run._params["policy"]
+    assert run._params["reference"] == 0
+
+
+def test_separate_critic_model_through_the_load_hook(tmp_path):
+    """critic.model is loaded with rlkit_load_model(role='critic'): its own optimizer group,
+    its own gradient norm, and a trunk that is not the policy's."""
+    base = make_run(tmp_path, tiny_config(name="base"))
+    critic_dir = tmp_path / "critic"
+    base.policy.save_pretrained(critic_dir)
+    base.tokenizer.save_pretrained(critic_dir)
+    seen = []
+
+    class Spy:
+        @rlkit.hookimpl(hookwrapper=False, tryfirst=True)
+        def rlkit_load_model(self, spec, role, run_config):
+            seen.append(role)
+
+    get_plugin_manager().register(Spy(), name="spy")
+    config = tiny_config(**{"algorithm": {"name": "a2c", "lr": 1e-3},
+                            "reward.model": "response_length",  # never all zero
+                            "critic.model": str(critic_dir), "train.steps": 2})
+    run = make_run(tmp_path, config)
+    assert "critic" in seen
+    assert len(run.optimizer.param_groups) == 2
+    policy_ids = {id(p) for p in run.policy.parameters()}
+    assert not policy_ids & {id(p) for p in run.critic.parameters()}
+    run.train()
+    row = read_rows(run.run_dir / "metrics.jsonl")[1]
+    assert row["value/grad_norm"] > 0 and row["policy/grad_norm"] > 0
+    assert row["value/grad_norm"] != row["policy/grad_norm"]
+
+
+def test_metric_registry_refuses_to_redeclare_a_canonical_name():
+    class Plugin:
+        @rlkit.hookimpl
+        def rlkit_register_metrics(self, register):
+            register(rlkit.MetricInfo("eval/reward", "Something else", goal="min", eval=True))
+
+    pm = get_plugin_manager()
+    pm.register(Plugin(), name="clash")
+    with pytest.raises(PluginError, match="clash.*canonical metric 'eval/reward'"):
+        _ = pm.registry
+
+
+def test_python_api_runs_a_config(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    summary = rlkit.run(str(config), f"out={tmp_path / 'runs'}", "train.steps=2")
+    assert summary["train/step"] == 2 and "eval/reward" in summary

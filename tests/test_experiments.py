@@ -69,11 +69,14 @@ def test_grid_skips_finished_runs_and_isolates_a_failure(tmp_path):
 
 
 def test_a_killed_run_in_a_grid_resumes_from_its_checkpoint(tmp_path):
-    from conftest import make_run, read_rows
+    from conftest import read_rows
+
+    from rlkit.config import load_config
+    from rlkit.core.run import Run
 
     config = dict(tiny_config(**{"train.steps": 6, "checkpoint.every": 2}), name="killed")
-    run = make_run(tmp_path, config)
-    run.run_dir = tmp_path / "exp" / "killed"
+    run = Run(load_config(data=config), out=tmp_path / "exp")
+    assert run.run_dir == tmp_path / "exp" / "killed"
     real_step = run.train_step
 
     def die_at_5(trackers):

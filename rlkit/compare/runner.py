@@ -14,11 +14,13 @@ import sys
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rlkit.rundir import CONFIG, FAILED, STATUS, Status, read_status
 
 
 @dataclass
@@ -29,10 +31,9 @@ class RunResult:
 
 
 def run_state(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "status.json").read_text())["state"]
-    except (OSError, ValueError, KeyError):
-        return None
+    """The state in the run's ``status.json`` (:mod:`rlkit.rundir`'s schema), or None."""
+    status = read_status(run_dir)
+    return status.state if status is not None else None
 
 
 def execute_run(config_data: dict[str, Any], exp_dir: str, plugin_files: list[str],
@@ -41,7 +42,7 @@ def execute_run(config_data: dict[str, Any], exp_dir: str, plugin_files: list[st
     import torch
 
     from rlkit.config import load_config
-    from rlkit.engine import Run
+    from rlkit.core.run import Run
     from rlkit.plugins import make_plugin_manager, set_plugin_manager
 
     torch.set_num_threads(max(1, threads))
@@ -57,13 +58,12 @@ def execute_run(config_data: dict[str, Any], exp_dir: str, plugin_files: list[st
     except Exception as exc:  # noqa: BLE001 - isolate: record and let the grid continue
         error = f"{type(exc).__name__}: {exc}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not (run_dir / "config.yaml").exists():
+        if not (run_dir / CONFIG).exists():
             # failed before the engine wrote it: keep the run's identity for the report
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(config_data, sort_keys=False))
-        status_path = run_dir / "status.json"
-        status = {"state": "failed", "error": error, "traceback": traceback.format_exc()}
-        status_path.write_text(json.dumps(status))
-        return RunResult(name, "failed", error)
+            (run_dir / CONFIG).write_text(yaml.safe_dump(config_data, sort_keys=False))
+        status = Status(FAILED, error=error, traceback=traceback.format_exc())
+        (run_dir / STATUS).write_text(json.dumps(asdict(status)))
+        return RunResult(name, FAILED, error)
 
 
 def run_grid(

@@ -1,4 +1,4 @@
-"""The GRPO tutorial's code runs as written: it loads as a plugin, conforms, and compares."""
+"""The CISPO tutorial's code runs as written: it loads as a plugin, conforms, and compares."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def tutorial_code() -> str:
 def test_the_tutorial_plugin_is_under_100_lines_conforms_and_compares(tmp_path):
     code = tutorial_code()
     assert len(code.strip().splitlines()) < 100
-    plugin = tmp_path / "rlkit_grpo.py"
+    plugin = tmp_path / "rlkit_cispo.py"
     plugin.write_text(code)
 
     pm = make_plugin_manager()
@@ -35,23 +35,25 @@ def test_the_tutorial_plugin_is_under_100_lines_conforms_and_compares(tmp_path):
     assert not pm.load_errors, pm.load_errors
     set_plugin_manager(pm)
     for check in CHECKS:
-        check("grpo")
+        check("cispo")
 
-    opponent = "ppo_clip" if "ppo_clip" in get_plugin_manager().registry.algorithms else "reinforce"
-    experiment = tmp_path / "grpo_vs_ppo.yaml"
+    opponent = "grpo"
+    assert get_plugin_manager().algorithm("cispo").spec(
+        get_plugin_manager().algorithm("cispo").Config()).needs_reference is False
+    experiment = tmp_path / "cispo_vs_grpo.yaml"
     experiment.write_text(yaml.safe_dump({
-        "name": "grpo_vs_ppo", "seeds": [0], "budget": {"samples": 64}, "task": {"name": "toy"},
+        "name": "cispo_vs_grpo", "seeds": [0], "budget": {"samples": 64}, "task": {"name": "toy"},
         "shared": {"policy": {"config": {"n_layer": 1, "n_head": 2, "n_embd": 16,
                                           "n_positions": 32}},
                    "reward": {"model": "count_good"}, "algorithm": {"lr": 3e-3},
                    "rollout": {"batch_size": 4, "max_new_tokens": 6},
                    "eval": {"every": 2, "num_prompts": 8}, "tracking": {"trackers": ["jsonl"]}},
-        "algorithms": ["grpo", opponent],
+        "algorithms": ["cispo", opponent],
     }))
     result = CliRunner().invoke(cli_for_tests([plugin]), [
         "--plugin", str(plugin), "compare", str(experiment), "--out", str(tmp_path / "runs"),
         "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "0 failed" in result.output
-    html = (tmp_path / "runs" / "grpo_vs_ppo" / "report.html").read_text()
-    assert "grpo" in html and opponent in html
+    html = (tmp_path / "runs" / "cispo_vs_grpo" / "report.html").read_text()
+    assert "cispo" in html and opponent in html

@@ -39,6 +39,7 @@ from rlkit import metrics as M
 from rlkit.algorithm import Algorithm, AlgorithmSpec, CriticConfig, Experience, PolicyOutput, doc
 from rlkit.ops import (
     KLEstimator,
+    clip_fraction,
     clipped_surrogate,
     gae,
     kl_penalty,
@@ -52,10 +53,14 @@ def ppo_clip_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, ma
                   clip_eps: float | None) -> tuple[Tensor, dict[str, Tensor]]:
     """−E_t[min(ρ_t·A_t, clip(ρ_t, 1−ε, 1+ε)·A_t)], a token mean over ``mask`` (Schulman et al.
     2017, eq. 7; ``rlkit.ops.clipped_surrogate``). ``clip_eps=None`` gives the plain surrogate
-    −E_t[ρ_t·A_t] (PPO-KL). The engine measures ``policy/clipfrac`` from the declared
-    ``clip_range`` (``rlkit.ops.clip_fraction``: tokens where the clipped term binds)."""
+    −E_t[ρ_t·A_t] (PPO-KL). With a clip, the share of tokens where the clipped term binds
+    (``rlkit.ops.clip_fraction``, the engine's definition) comes back for inspection; a run logs
+    the engine's own measurement from the declared ``clip_range``, not this one."""
     ratio = torch.exp(logprobs - old_logprobs)
-    return masked_mean(clipped_surrogate(ratio, advantages, clip_eps), mask), {}
+    loss = masked_mean(clipped_surrogate(ratio, advantages, clip_eps), mask)
+    if clip_eps is None:
+        return loss, {}
+    return loss, {M.POLICY_CLIPFRAC: clip_fraction(ratio, advantages, mask, clip_eps)}
 
 
 def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
@@ -102,6 +107,9 @@ class PPOClip(Algorithm[PPOClipConfig]):
     Config = PPOClipConfig
     needs_critic = True
 
+    def __init__(self, config: PPOClipConfig, total_steps: int = 1) -> None:
+        super().__init__(config, total_steps)
+
     @classmethod
     def spec(cls, config: PPOClipConfig) -> AlgorithmSpec:
         """The ratio clip, ε on both sides, so the engine measures ``policy/clipfrac`` (none
@@ -136,6 +144,7 @@ class PPOClip(Algorithm[PPOClipConfig]):
         if c.whiten_advantages == "minibatch":
             advantages = masked_whiten(advantages, mask)
         pg, pg_metrics = self.policy_loss(batch, out, advantages)
+        pg_metrics.pop(M.POLICY_CLIPFRAC, None)  # the engine measures it (spec().clip_range)
         assert out.values is not None, f"{self.name} declares needs_critic: the engine passes values"
         vf, vf_metrics = clipped_value_loss(out.values, batch.require("values"),
                                             batch.require("returns"), mask, c.value_clip)

@@ -670,9 +670,16 @@ def test_ppo_clip_loss_is_unchanged_and_leaves_the_clip_fraction_to_the_engine()
     ratio = torch.exp(logprobs - old)
     unclipped, clipped = -advantages * ratio, -advantages * ratio.clamp(0.8, 1.2)
     assert torch.equal(loss, ops.masked_mean(torch.maximum(unclipped, clipped), mask))
-    assert metrics == {}
-    plain, _ = ppo_clip_loss(logprobs, old, advantages, mask, None)
-    assert torch.equal(plain, ops.masked_mean(unclipped, mask))
+    assert torch.equal(metrics["policy/clipfrac"],
+                       ops.masked_mean((clipped > unclipped).float(), mask))
+    plain, plain_metrics = ppo_clip_loss(logprobs, old, advantages, mask, None)
+    assert torch.equal(plain, ops.masked_mean(unclipped, mask)) and plain_metrics == {}
+    # a run logs the engine's measurement only: the plugin's loss does not emit its own
+    algo = PPOClip(PPOClipConfig(whiten_advantages="none"))
+    batch = experience(response_mask=mask, logprobs=old, advantages=advantages,
+                       values=torch.zeros(3, 5), returns=torch.zeros(3, 5))
+    _, emitted = algo.loss(batch, PolicyOutput(logprobs, torch.zeros(3, 5), torch.zeros(3, 5)))
+    assert not {"policy/clipfrac", "policy/ratio_mean", "policy/approx_kl"} & set(emitted)
 
 
 def test_ppo_kl_measures_d_with_the_context_policy_logprobs():

@@ -56,15 +56,26 @@ def load_average() -> str:
 
 
 def summarize(step_wall_s: Sequence[float], episodes_per_step: Sequence[float],
-              tokens_per_step: Sequence[float]) -> dict[str, float]:
-    """Episodes (sequences trained on) and response tokens per second over the timed steps."""
+              tokens_per_step: Sequence[float],
+              step_cpu_s: Sequence[float] | None = None) -> dict[str, Any]:
+    """Episodes (sequences trained on) and response tokens per second over the timed steps,
+    per wall second and, less sensitive to other jobs on a shared machine, per CPU second of
+    this process (``time.process_time``; with one torch thread the two agree on an idle
+    machine)."""
     total = sum(step_wall_s)
-    return {
+    out: dict[str, Any] = {
         "timed_s": total,
         "episodes_per_s": sum(episodes_per_step) / total if total > 0 else float("nan"),
         "tokens_per_s": sum(tokens_per_step) / total if total > 0 else float("nan"),
         "step_s_median": statistics.median(step_wall_s) if step_wall_s else float("nan"),
     }
+    if step_cpu_s:
+        cpu = sum(step_cpu_s)
+        out["step_cpu_s"] = list(step_cpu_s)
+        out["timed_cpu_s"] = cpu
+        out["episodes_per_cpu_s"] = sum(episodes_per_step) / cpu if cpu > 0 else float("nan")
+        out["cpu_per_wall"] = cpu / total if total > 0 else float("nan")
+    return out
 
 
 def write_result(result: dict[str, Any], path: str | None) -> None:
@@ -86,6 +97,7 @@ def print_result(result: dict[str, Any], out=sys.stdout) -> None:
     print(
         f"{r['framework']:>5} {r['workload']} {r['algo']:<12} "
         f"{r['episodes_per_s']:8.1f} episodes/s {r['tokens_per_s']:9.0f} tokens/s "
+        f"({r.get('episodes_per_cpu_s', float('nan')):7.1f} per CPU-s) "
         f"peak {r['peak_memory_mb']:6.0f} MB  step {1000 * r['step_s_median']:6.0f} ms{phases}",
         file=out,
     )

@@ -95,7 +95,7 @@ def summarize_pair(workload: str, algo: str, trainer: str, rlkit_runs: list[dict
         row[f"{side}_runs"] = [r.get("episodes_per_s") for r in runs]
         if errors:
             row[f"{side}_errors"] = errors
-        for key in ("episodes_per_s", "tokens_per_s", "peak_memory_mb", "rollout_share",
+        for key in ("episodes_per_s", "episodes_per_cpu_s", "tokens_per_s", "peak_memory_mb", "rollout_share",
                     "update_share", "generate_share", "load_s"):
             row[f"{side}_{key}"] = _figure(runs, key)
     if trl_runs:
@@ -104,22 +104,24 @@ def summarize_pair(workload: str, algo: str, trainer: str, rlkit_runs: list[dict
                   if "error" not in a and "error" not in b]
         row["ratio_paired_median"] = median(paired)
         row["ratio_range"] = [min(paired), max(paired)] if paired else None
+        row["ratio_cpu"] = row["rlkit_episodes_per_cpu_s"] / row["trl_episodes_per_cpu_s"]
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    nan = float("nan")
     head = ("| workload | rlkit | TRL | rlkit eps/s | TRL eps/s | rlkit/TRL | per-repeat "
-            "ratios | rlkit tokens/s | peak MB rlkit / TRL | rlkit rollout / update |")
+            "ratios | rlkit/TRL per CPU-s | rlkit tokens/s | peak MB rlkit / TRL | "
+            "rlkit rollout / update |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
-        trl = r.get("trl_episodes_per_s", float("nan"))
-        ratio = r.get("ratio", float("nan"))
         span = r.get("ratio_range")
         span_text = f"{span[0]:.2f}–{span[1]:.2f}" if span else "–"
         lines.append(
             f"| {r['workload']} | {r['rlkit']} | {r['trl']} | {r['rlkit_episodes_per_s']:.0f} | "
-            f"{trl:.0f} | **{ratio:.2f}** | {span_text} | {r['rlkit_tokens_per_s']:.0f} | "
-            f"{r['rlkit_peak_memory_mb']:.0f} / {r.get('trl_peak_memory_mb', float('nan')):.0f} | "
+            f"{r.get('trl_episodes_per_s', nan):.0f} | **{r.get('ratio', nan):.2f}** | "
+            f"{span_text} | {r.get('ratio_cpu', nan):.2f} | {r['rlkit_tokens_per_s']:.0f} | "
+            f"{r['rlkit_peak_memory_mb']:.0f} / {r.get('trl_peak_memory_mb', nan):.0f} | "
             f"{100 * r['rlkit_rollout_share']:.0f}% / {100 * r['rlkit_update_share']:.0f}% |")
     return "\n".join(lines)
 

@@ -122,6 +122,7 @@ class BenchPlugin:
         self.eos_hook = eos_hook
         self.warmup, self.last = warmup, last
         self.stamps: dict[int, float] = {}
+        self.cpu_stamps: dict[int, float] = {}
         self.profile = profile
         self.profiler: Any = None
 
@@ -139,6 +140,7 @@ class BenchPlugin:
     @hookimpl
     def rlkit_after_update(self, step: int) -> None:
         self.stamps[step] = time.perf_counter()
+        self.cpu_stamps[step] = time.process_time()
         if self.profile != "none" and step == self.warmup:
             self._start_profiler()
         if self.profiler is not None and step == self.last:
@@ -180,6 +182,33 @@ def _read_rows(out_dir: Path, name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# (label, test on (file, line, function)): the largest cumulative time among matches counts
+PROFILE_BUCKETS: list[tuple[str, Any]] = [
+    ("rlkit sampling loop (KV-cached decode, its forwards included)",
+     lambda f, n: n == "sample" and "rlkit" in f and "rollout" in f),
+    ("every nn.Module call (all forwards: sampling, scoring, update)",
+     lambda f, n: n == "_wrapped_call_impl" and f.endswith("module.py")),
+    ("autograd backward", lambda f, n: n == "backward" and f.endswith("autograd/__init__.py")),
+    ("optimizer step (AdamW)", lambda f, n: n == "step" and "/optim/adam" in f),
+    ("gradient-norm clipping", lambda f, n: n == "clip_grad_norm_"),
+    ("reward scoring (reward model call)", lambda f, n: n == "__call__" and "scoring" in f),
+    ("tokenizer encode/decode", lambda f, n: n in ("batch_decode", "__call__", "_batch_encode_plus")
+     and "tokenization_utils" in f),
+    ("metrics JSONL logging", lambda f, n: n == "log" and "tracking" in f),
+]
+
+
+def profile_buckets(stats: pstats.Stats) -> list[tuple[str, float]]:
+    """Cumulative seconds per bucket (buckets overlap: forwards run inside sampling)."""
+    out = []
+    for label, test in PROFILE_BUCKETS:
+        times = [ct for (f, _line, n), (_cc, _nc, _tt, ct, _callers) in stats.stats.items()
+                 if test(f, n)]
+        if times:
+            out.append((label, max(times)))
+    return out
+
+
 def _profile_report(plugin: BenchPlugin, mode: str, top: int) -> str:
     prof = getattr(plugin, "finished_profiler", None)
     if prof is None:
@@ -188,9 +217,14 @@ def _profile_report(plugin: BenchPlugin, mode: str, top: int) -> str:
         return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
     buffer = io.StringIO()
     stats = pstats.Stats(prof, stream=buffer)
-    stats.sort_stats("cumulative").print_stats(top)
-    buffer.write("\n--- by internal (self) time ---\n")
-    stats.sort_stats("tottime").print_stats(top)
+    total = stats.total_tt
+    buffer.write(f"cProfile of the timed steps: {total:.2f} s\n")
+    for label, seconds in profile_buckets(stats):
+        buffer.write(f"  {100 * seconds / total:5.1f}%  {seconds:6.2f} s  {label}\n")
+    buffer.write("\n--- rlkit functions by cumulative time ---\n")
+    stats.sort_stats("cumulative").print_stats(r"rlkit", top)
+    buffer.write("\n--- everything by internal (self) time ---\n")
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
     return buffer.getvalue()
 
 
@@ -228,9 +262,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     steps = [r["train/step"] for r in timed]
     if all(s in plugin.stamps and s - 1 in plugin.stamps for s in steps):
         wall = [plugin.stamps[s] - plugin.stamps[s - 1] for s in steps]
+        cpu = [plugin.cpu_stamps[s] - plugin.cpu_stamps[s - 1] for s in steps]
         wall_source = "rlkit_after_update stamps"
     else:  # the hook did not fire: fall back to the engine's own step time
         wall = [r["perf/step_time_s"] for r in timed]
+        cpu = None
         wall_source = "perf/step_time_s"
     previous = {r["train/step"]: r for r in rows}
     episodes, tokens = [], []
@@ -259,7 +295,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads, "warmup": args.warmup, "steps": args.steps,
         "episodes_per_step": median(episodes), "tokens_per_step": median(tokens),
         "step_wall_s": wall, "wall_source": wall_source,
-        **summarize(wall, episodes, tokens),
+        **summarize(wall, episodes, tokens, cpu),
         "engine_step_s": step_time,
         "rollout_share": rollout / sum(wall), "update_share": update / sum(wall),
         "other_share": max(0.0, 1 - step_time / sum(wall)),

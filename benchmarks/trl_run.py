@@ -68,15 +68,18 @@ class StepTimer:
         class Callback(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):
                 timer.stamps = [time.perf_counter()]
+                timer.cpu_stamps = [time.process_time()]
 
             def on_step_end(self, args, state, control, **kwargs):
                 timer.stamps.append(time.perf_counter())
+                timer.cpu_stamps.append(time.process_time())
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 timer.logs.append(dict(logs or {}))
 
         self.callback = Callback()
         self.stamps: list[float] = []
+        self.cpu_stamps: list[float] = []
         self.logs: list[dict[str, Any]] = []
 
 
@@ -244,7 +247,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)
     if len(timer.stamps) != total + 1:
         raise SystemExit(f"expected {total} steps, the callback saw {len(timer.stamps) - 1}")
-    wall = [timer.stamps[i] - timer.stamps[i - 1] for i in range(args.warmup + 1, total + 1)]
+    timed = range(args.warmup + 1, total + 1)
+    wall = [timer.stamps[i] - timer.stamps[i - 1] for i in timed]
+    cpu = [timer.cpu_stamps[i] - timer.cpu_stamps[i - 1] for i in timed]
     episodes = [float(per_step)] * args.steps
     tokens = [float(per_step * workload.response_len)] * args.steps
     length_check = check_lengths(args.trainer, timer.logs, workload.response_len)
@@ -253,16 +258,16 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "rlkit_algo": RLKIT_EQUIVALENT[args.trainer], "threads": args.threads,
         "warmup": args.warmup, "steps": args.steps, "episodes_per_step": float(per_step),
         "tokens_per_step": float(per_step * workload.response_len), "step_wall_s": wall,
-        **summarize(wall, episodes, tokens),
+        **summarize(wall, episodes, tokens, cpu),
         "peak_memory_mb": peak_rss_mb(), "load_s": t1 - t0, "train_s": t2 - t1,
         "gc_collect": "no-op", "length_check": length_check, "loadavg": load_average(),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
                      "transformers": transformers.__version__, "trl": trl.__version__},
     }
     if generate_s:  # generation calls of the timed steps (one per step for these trainers)
-        timed = generate_s[-args.steps:] if len(generate_s) >= total else []
-        if timed:
-            result["generate_share"] = sum(timed) / sum(wall)
+        spent = generate_s[-args.steps:] if len(generate_s) >= total else []
+        if spent:
+            result["generate_share"] = sum(spent) / sum(wall)
     return result
 
 

@@ -30,6 +30,11 @@ class SamplingParams:
     top_k: int = 0  # 0: off
     top_p: float = 1.0
     min_new_tokens: int = 0
+    # Data parallelism: these prompts are rows row_offset… of a global batch of total_rows
+    # (None: the call is the whole batch). A backend draws row i's randomness as one process
+    # sampling the whole batch would, so N ranks sample what one process samples.
+    row_offset: int = 0
+    total_rows: int | None = None
 
 
 class GenerationBackend(ABC):
@@ -73,6 +78,7 @@ class HFBackend(GenerationBackend):
                 eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
                 temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
                 min_new_tokens=params.min_new_tokens, generator=generator,
+                row_offset=params.row_offset, total_rows=params.total_rows,
             )
         finally:
             self.policy.train(was_training)

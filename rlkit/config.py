@@ -14,13 +14,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rlkit.errors import ConfigError, did_you_mean
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and inf are never a valid setting: refused like any out-of-range value.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TaskConfig(Section):
@@ -44,11 +53,27 @@ class PromptsConfig(Section):
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out share when no eval file.")
 
 
+class LoraConfig(Section):
+    """LoRA adapters (peft) on the policy: only the adapter is trained, and the reference is
+    the same weights with the adapter disabled (no second copy). docs/scaling.md."""
+
+    r: int = Field(8, gt=0, description="Rank of the low-rank update B·A.")
+    alpha: float = Field(16.0, gt=0, description="Scale: the update is (alpha / r)·B·A.")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on the adapter's input (0 keeps the sampling and "
+        "scoring passes the same function, as everywhere else in rlkit).")
+    target_modules: list[str] | str | None = Field(
+        None, description="Module names (or a regex, or 'all-linear') that get adapters; None: "
+        "peft's default for the architecture (GPT-2: c_attn; Llama/Qwen2: q_proj, v_proj).")
+
+
 class PolicyConfig(Section):
     model: str = Field("task", description="'task', a hub id or a local directory.")
     config: dict[str, Any] | None = Field(None, description="Build a tiny model from this config.")
     tokenizer: str | None = Field(None, description="Tokenizer id/path; default: the model's.")
     trust_remote_code: bool = False
+    lora: LoraConfig | None = Field(
+        None, description="Train LoRA adapters instead of every weight (null: full weights).")
 
 
 class RewardSourceConfig(Section):
@@ -86,18 +111,25 @@ class CriticModelConfig(Section):
         None, description="A separate critic model (hub id / path, loaded with "
         "rlkit_load_model(role='critic')); None: the algorithm's critic_init.")
     trust_remote_code: bool = False
+    shared: bool = Field(
+        False, description="With policy.lora: the critic is a value head on the policy's "
+        "adapter-enabled trunk (no second trunk; the value loss also trains the adapter). "
+        "False: the critic is its own model.")
 
 
 class RolloutConfig(Section):
     batch_size: int = Field(16, gt=0, description="Prompts per training step.")
     backend: str = Field("hf", description="Generation backend (`rlkit plugins` lists them).")
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the generation backend (e.g. vllm: "
+        "gpu_memory_utilization, enforce_eager).")
     max_new_tokens: int = Field(16, gt=0)
     min_new_tokens: int = Field(0, ge=0, description="EOS is not sampled before this many tokens.")
     temperature: float = Field(1.0, gt=0)
     top_k: int = Field(0, ge=0, description="0 disables top-k.")
     top_p: float = Field(1.0, gt=0, le=1)
     missing_eos_penalty: float | None = Field(
-        None, description="Subtracted from the reward of a response with no EOS."
+        None, ge=0, description="Subtracted from the reward of a response with no EOS."
     )
 
 
@@ -111,7 +143,38 @@ class TrainConfig(Section):
         None, gt=0, description="Budget in responses; overrides steps (equal data across algorithms)."
     )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        """The device string must parse (whether it exists is checked where the run starts)."""
+        if value == "auto":
+            return value
+        import torch
+
+        try:
+            torch.device(value)
+        except (RuntimeError, ValueError):
+            raise ValueError("not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N' (or 'mps' "
+                             "on Apple silicon)") from None
+        return value
     bf16: bool = Field(False, description="bf16 autocast (GPU users).")
+    bf16_weights: Literal["none", "frozen", "all"] = Field(
+        "none", description="Weights stored in bf16: 'frozen' = those not trained (reference, "
+        "reward model, LoRA's base), trained weights keep fp32 for AdamW; 'all' = every weight, "
+        "trained ones too (pure bf16: halves memory, loses updates below bf16's resolution).")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass (policy and critic): "
+        "less memory, ~30% more compute.")
+    offload_frozen: bool = Field(
+        False, description="Keep the reference and the reward model on the CPU, moving each to "
+        "the device only for its scoring pass (GPU memory for transfer time).")
+    score_batch_size: int | None = Field(
+        None, gt=0, description="Rows per forward in the scoring passes (policy, reference, "
+        "critic log-probs/values); None: the whole batch in one forward. Results are the same.")
+    save_merged: bool = Field(
+        True, description="With policy.lora: save the final policy with the adapter merged into "
+        "the weights (a plain model); False: save the adapter alone (peft format).")
     threads: int | None = Field(
         1, gt=0, description="torch CPU threads (1 is fastest for tiny models on a shared CPU; "
         "None keeps torch's default)."
@@ -128,7 +191,7 @@ class EvalConfig(Section):
     max_new_tokens: int | None = Field(None, gt=0)
     seed: int = Field(1234, description="Fixed sampling seed: every algorithm decodes alike.")
     seeds: list[int] | None = Field(
-        None, description="Several evaluation seeds (replaces `seed`): eval metrics are their "
+        None, min_length=1, description="Several evaluation seeds (replaces `seed`): eval metrics are their "
         "mean, and `eval/<metric>/eval_std` their spread — evaluation noise, apart from the "
         "training seeds' spread.")
     samples_per_prompt: int = Field(
@@ -158,7 +221,8 @@ class TrackingConfig(Section):
 
 
 class RunConfig(Section):
-    name: str = "run"
+    name: str = Field("run", description="The run directory's name inside `out`: letters, "
+                      "digits and . _ = + -.")
     label: str | None = Field(None, description="Display label in reports (default: algorithm).")
     seed: int = 0
     out: str = "runs"
@@ -175,6 +239,16 @@ class RunConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        from rlkit.rundir import check_name
+
+        try:
+            return check_name(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @property
     def algorithm_name(self) -> str:
@@ -206,14 +280,58 @@ def _line_index(text: str) -> dict[str, int]:
     return lines
 
 
-def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
-    """Parse a YAML mapping; errors name the file and line."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last
+    one silently, so a setting the user believes in would be ignored)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: let the base class report it
+                continue
+            if first != line:
+                raise _DuplicateKey(key, first, line)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        self.key, self.first, self.second = key, first, second
+
+
+def read_text(path: str | Path, what: str = "Config file") -> str:
+    """A UTF-8 text file's content; a missing, unreadable or non-UTF-8 file is one paragraph."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"Config file '{path}' does not exist.")
-    text = path.read_text()
+        raise ConfigError(f"{what} '{path}' does not exist.")
     try:
-        data = yaml.safe_load(text) or {}
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} '{path}' cannot be read: {exc.strerror}.") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}). Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse a YAML mapping; errors name the file and line (a key given twice is refused,
+    naming both lines)."""
+    path = Path(path)
+    text = read_text(path)
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"{path} line {dup.second}: key '{dup.key}' is given twice (first on line "
+            f"{dup.first}); YAML would silently keep only the last. Keep one of them.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -222,6 +340,10 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}.")
     return data, _line_index(text)
+
+
+#: Top-level keys of an experiment file that a run config does not have.
+EXPERIMENT_KEYS = ("algorithms", "seeds", "budget", "shared", "tasks")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -304,7 +426,10 @@ def _format_errors(
         else:
             expected = _describe_type(_annotation_at(RunConfig, loc)) if not prefix else ""
             hint = f" (expected {expected})" if expected and expected != "?" else ""
-            messages.append(f"{where}: key '{key}' = {err.get('input')!r}: {err['msg']}{hint}.")
+            msg = str(err["msg"]).removeprefix("Value error, ").rstrip(".")
+            if err["type"] == "value_error":
+                hint = ""  # the validator's own message says what is valid
+            messages.append(f"{where}: key '{key}' = {err.get('input')!r}: {msg}{hint}.")
     return "\n".join(messages)
 
 
@@ -338,19 +463,35 @@ def _validate_algorithm(
             )
     if problems:
         raise ConfigError("\n".join(problems))
+    from rlkit.algorithm import check_bounds, field_specs
+
+    specs = field_specs(config_cls)
     hints = typing.get_type_hints(config_cls)
     for key, value in options.items():
+        line = lines.get(f"algorithm.{key}")
+        where = f"{source}{f' line {line}' if line else ''}: key 'algorithm.{key}' = {value!r}"
         try:
-            options[key] = TypeAdapter(hints[key]).validate_python(value)
+            options[key] = _adapter(hints[key]).validate_python(value)
         except ValidationError as exc:
-            line = lines.get(f"algorithm.{key}")
             msg = exc.errors()[0]["msg"]
-            raise ConfigError(
-                f"{source}{f' line {line}' if line else ''}: key 'algorithm.{key}' = {value!r}: "
-                f"{msg} (expected {_describe_type(hints[key])})."
-            ) from None
+            raise ConfigError(f"{where}: {msg} (expected {_describe_type(hints[key])}).") from None
+        problem = check_bounds(options[key], specs[key])
+        if problem:
+            doc = specs[key].get("doc", "")
+            raise ConfigError(f"{where}: {problem}{f' ({doc.rstrip(chr(46))})' if doc else ''}.")
     resolved = dataclasses.asdict(config_cls(**options))
     return {"name": name, **resolved}
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    """A validator for one algorithm option; NaN and inf are refused as in the core sections
+    (a type that carries its own pydantic config, e.g. a dataclass, keeps it)."""
+    from pydantic import PydanticUserError
+
+    try:
+        return TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False))
+    except PydanticUserError:
+        return TypeAdapter(annotation)
 
 
 def load_config(
@@ -366,6 +507,12 @@ def load_config(
     source = str(path) if path is not None else "config"
     if path is not None:
         data, lines = read_yaml(path)
+    found = [k for k in EXPERIMENT_KEYS if k in (data or {})]
+    if found and "algorithm" not in (data or {}):
+        raise ConfigError(
+            f"{source} is an experiment file (it has {', '.join(repr(k) for k in found)}), not "
+            f"a run config: use `rlkit compare {source}` to run its grid, or write a run config "
+            f"with one `algorithm:` section for `rlkit run`.")
     data = apply_overrides(data or {}, list(overrides or []))
     for item in overrides or []:
         lines.pop(item.split("=", 1)[0].strip(), None)

@@ -8,6 +8,9 @@ Hugging Face loader below is registered ``trylast`` so a plugin can take over an
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -224,3 +227,197 @@ def critic_from_model(model: nn.Module, tokenizer: Any, policy_tokenizer: Any) -
     critic = ValueModel(trunk, head)
     disable_dropout(critic)
     return critic
+
+
+# ---------------------------------------------------------------------------------------------
+# LoRA, gradient checkpointing, bf16 weights and offloading (docs/scaling.md)
+# ---------------------------------------------------------------------------------------------
+
+
+def apply_lora(model: PreTrainedModel, lora: Any) -> nn.Module:
+    """Wrap ``model`` in LoRA adapters (peft): only the adapters train, the base is frozen.
+
+    B starts at zero, so the wrapped policy equals the base policy until the first update,
+    and the base with the adapter disabled *is* the reference (:class:`AdapterDisabled`)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:  # pragma: no cover - peft is a dependency
+        raise ConfigError(f"policy.lora needs the peft library ({exc}); pip install peft.") from None
+    is_conv1d = model.config.model_type in ("gpt2",)  # GPT-2 stores Linear as Conv1D (in, out)
+    try:
+        config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                            target_modules=lora.target_modules, task_type="CAUSAL_LM",
+                            fan_in_fan_out=is_conv1d)
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise ConfigError(
+            f"policy.lora: {exc} Set policy.lora.target_modules to module names of this "
+            f"architecture ({model.config.model_type}), e.g. 'all-linear'.") from None
+
+
+def is_lora(model: nn.Module | None) -> bool:
+    """Whether ``model`` is a peft model (LoRA adapters on a frozen base)."""
+    return model is not None and hasattr(model, "disable_adapter") and hasattr(model,
+                                                                               "peft_config")
+
+
+class AdapterDisabled(nn.Module):
+    """The reference of a LoRA run: the policy's own weights, run with the adapter disabled.
+
+    It holds no parameters (the policy is kept outside the module tree, so ``.parameters()``,
+    ``.to()``, ``.eval()`` and checkpoints never touch the policy through it): no second
+    copy of the base weights exists. Its forward is the policy's forward under
+    ``disable_adapter()``, so it is used wherever a reference model is."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.__dict__["model"] = model  # not a submodule: shared, not owned
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with self.model.disable_adapter():
+            return self.model(*args, **kwargs)
+
+
+def reference_of(policy: nn.Module) -> nn.Module:
+    """The reference policy: the adapter-disabled policy under LoRA, else a frozen copy."""
+    return AdapterDisabled(policy) if is_lora(policy) else frozen_copy(policy)
+
+
+class SharedValueModel(nn.Module):
+    """A critic that is a value head on the policy's adapter-enabled trunk (``critic.shared``).
+
+    Only the head is this module's parameter; the trunk (and its adapter) belongs to the
+    policy, so the value loss's gradient also reaches the adapter, as in a shared actor-critic."""
+
+    def __init__(self, policy: nn.Module) -> None:
+        super().__init__()
+        base = policy.get_base_model() if is_lora(policy) else policy
+        self.__dict__["trunk"] = base.base_model  # the transformer without the LM head
+        hidden = self.trunk.config.hidden_size
+        self.head = nn.Linear(hidden, 1, bias=True)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=position_ids).last_hidden_state
+        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+
+
+def critic_trunk_source(policy: nn.Module) -> nn.Module:
+    """The Hugging Face model a separate critic's trunk is copied from (under LoRA: the base
+    with its adapters, so the copy trains its own adapter on a frozen base)."""
+    return policy.get_base_model() if is_lora(policy) else policy
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Recompute activations in the backward pass (non-reentrant: works with a frozen base)."""
+    target = model
+    if isinstance(model, ValueModel):
+        target = model.backbone
+    elif is_lora(model):
+        target = model.get_base_model()
+    if not hasattr(target, "gradient_checkpointing_enable"):
+        raise ConfigError(f"train.gradient_checkpointing: {type(target).__name__} does not "
+                          f"support gradient checkpointing.")
+    target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def to_bf16(model: nn.Module, frozen_only: bool) -> nn.Module:
+    """Store weights in bf16: every floating weight, or (``frozen_only``) those that do not
+    require gradients — trained weights then keep fp32 masters for AdamW."""
+    for param in model.parameters():
+        if param.is_floating_point() and (not frozen_only or not param.requires_grad):
+            param.data = param.data.to(torch.bfloat16)
+    return model
+
+
+@contextmanager
+def on_device(model: nn.Module | None, device: torch.device, offload: bool) -> Iterator[None]:
+    """Run a block with ``model`` on ``device``; with ``offload`` it lives on the CPU
+    otherwise (moved in before the block and out after it)."""
+    if model is None or not offload or device.type == "cpu":
+        yield
+        return
+    model.to(device)
+    try:
+        yield
+    finally:
+        model.to("cpu")
+
+
+def _adapter_name(model: nn.Module) -> str:
+    name = model.active_adapter
+    return name if isinstance(name, str) else name[0]
+
+
+def base_state_dict(model: nn.Module, merged: bool) -> dict[str, torch.Tensor]:
+    """The plain Hugging Face state dict of a peft model's base: Hugging Face key names, the
+    adapter merged into the weights (W + (alpha/r)·B·A) or left out. The model is unchanged."""
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    state = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items()
+             if ".lora_" not in k}
+    if merged:
+        adapter = _adapter_name(model)
+        with torch.no_grad():
+            for name, module in base.named_modules():
+                if isinstance(module, LoraLayer) and adapter in module.lora_A:
+                    weight = module.get_base_layer().weight
+                    delta = module.get_delta_weight(adapter)
+                    state[f"{name}.weight"] = (weight.float() + delta.float()).to(weight.dtype)
+    return state
+
+
+def save_policy(model: nn.Module, tokenizer: Any, target: Path, merged: bool) -> None:
+    """The final policy: a plain model; under LoRA the adapter merged into it (``merged``) or
+    the adapter alone in peft format, with the base beside it in ``base/`` when the base has
+    no name to be loaded by (a model built from config)."""
+    target = Path(target)
+    if not is_lora(model):
+        model.save_pretrained(target, safe_serialization=True)
+    elif merged:
+        _save_plain(model, base_state_dict(model, merged=True), target)
+    else:
+        adapter = _adapter_name(model)
+        peft_config = model.peft_config[adapter]
+        original = peft_config.base_model_name_or_path
+        if not original:
+            _save_plain(model, base_state_dict(model, merged=False), target / "base")
+            tokenizer.save_pretrained(target / "base")
+            peft_config.base_model_name_or_path = str((target / "base").resolve())
+        try:
+            model.save_pretrained(target, safe_serialization=True)
+        finally:
+            peft_config.base_model_name_or_path = original
+    tokenizer.save_pretrained(target)
+
+
+def _save_plain(model: nn.Module, state: dict[str, torch.Tensor], target: Path) -> None:
+    """Save ``state`` as a plain Hugging Face model of the peft model's architecture."""
+    base = model.get_base_model()
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(base.config)
+    plain.load_state_dict(state, strict=False, assign=True)
+    plain.tie_weights()
+    plain.save_pretrained(target, safe_serialization=True)
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trained part of a LoRA policy (what a checkpoint keeps of it)."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, state)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ConfigError(f"The checkpoint's adapter does not fit this policy (unexpected keys "
+                          f"{unexpected[:3]}…); resume with the policy.lora it was saved with.")

@@ -68,14 +68,25 @@ def sample(
     top_p: float = 1.0,
     min_new_tokens: int = 0,
     generator: torch.Generator | None = None,
+    row_offset: int = 0,
+    total_rows: int | None = None,
 ) -> Samples:
     """Sample responses for left-padded prompts; stops early once every row has ended.
 
     EOS is masked out for the first ``min_new_tokens`` tokens (HF ``min_new_tokens``). The
     returned log-probs are those of the sampled tokens under softmax(logits/T) before top-k/p
     filtering — the distribution the scoring forward measures — so the engine can compare
-    the two (the train–rollout mismatch)."""
+    the two (the train–rollout mismatch).
+
+    Each token is argmax(p / q) with q ~ Exp(1) (the Gumbel-max form torch.multinomial uses
+    for one sample, so this draws exactly what it draws). The noise is drawn for a batch of
+    ``total_rows`` rows, of which these are rows ``row_offset``… : data-parallel ranks that
+    sample slices of one global batch draw the very tokens one process would."""
     n, prompt_len = prompt_ids.shape
+    total_rows = n if total_rows is None else total_rows
+    if not 0 <= row_offset <= total_rows - n:
+        raise ValueError(f"rows {row_offset}..{row_offset + n} are not inside a batch of "
+                         f"{total_rows}")
     device = prompt_ids.device
     mask = prompt_mask.long()
     positions = position_ids_from_mask(mask)
@@ -91,7 +102,9 @@ def sample(
             scaled[:, eos_id] = float("-inf")
         logits = filter_logits(scaled, top_k, top_p)
         probs = logits.softmax(-1)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        noise = torch.empty((total_rows, probs.shape[-1]), dtype=probs.dtype,
+                            device=device).exponential_(1, generator=generator)
+        token = (probs / noise[row_offset : row_offset + n]).argmax(-1)
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         new_tokens.append(token)
         new_logprobs.append(scaled.log_softmax(-1).gather(-1, token.unsqueeze(-1)).squeeze(-1))

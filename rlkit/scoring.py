@@ -115,8 +115,16 @@ class ModelReward(RewardSource):
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.batch_size, self.device = batch_size, device
 
+    offload = False  # train.offload_frozen: the model lives on the CPU between calls
+
     @torch.inference_mode()
     def __call__(self, inputs: RewardInputs) -> Tensor:
+        from rlkit.models import on_device
+
+        with on_device(self.model, self.device, self.offload):
+            return self._score(inputs)
+
+    def _score(self, inputs: RewardInputs) -> Tensor:
         scores = []
         texts = inputs.texts
         for start in range(0, len(texts), self.batch_size):

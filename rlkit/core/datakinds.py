@@ -74,7 +74,8 @@ class Rollout(DataKind):
         rows = m.batch_of(m.train_rows, step, stream=1)
         samples, group_ids = m.generate([r["prompt"] for r in rows], k,
                                         stream_seed(self.config.seed, step, 3),
-                                        self.temperature(), self.config.rollout.max_new_tokens)
+                                        self.temperature(), self.config.rollout.max_new_tokens,
+                                        span=m.span)
         exp, info = m.score(samples, [r for r in rows for _ in range(k)], self.temperature(),
                             with_values=True)
         exp.group_ids = group_ids.to(m.device)

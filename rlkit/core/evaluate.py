@@ -22,24 +22,38 @@ from rlkit.core.experience import ExperienceMaker
 
 def _metrics(maker: ExperienceMaker, rows: list[dict[str, Any]], k: int, seed: int,
              temperature: float, max_new: int) -> tuple[dict[str, float], EvalSamples]:
-    samples, _ = maker.generate([r["prompt"] for r in rows], k, seed, temperature, max_new)
-    repeated = [r for r in rows for _ in range(k)]
-    exp, info = maker.score(samples, repeated, temperature, with_values=False,
-                            with_entropy=False)
-    raw = info.raw_scores
+    dist, local, span = maker.dist, rows, None
+    if dist is not None and dist.active:  # each rank evaluates a slice; the rows are gathered
+        start, stop = dist.span(len(rows))
+        local, span = rows[start:stop], (start, len(rows))
+    samples, _ = maker.generate([r["prompt"] for r in local], k, seed, temperature, max_new,
+                                span=span)
+    exp, info = maker.score(samples, [r for r in local for _ in range(k)], temperature,
+                            with_values=False, with_entropy=False)
+    per_row = {"raw": info.raw_scores.tolist(), "kl": exp.kl.sum(1).tolist(),
+               "length": exp.response_mask.sum(1).float().tolist(),
+               "ended": info.ended.float().tolist(), "gold": info.gold,
+               "responses": info.responses}
+    if dist is not None and dist.active:
+        parts = dist.all_gather_object(per_row)
+        per_row = {key: None if any(p[key] is None for p in parts)
+                   else [x for p in parts for x in p[key]] for key in per_row}
+    raw = torch.tensor(per_row["raw"])
     row = {
         M.EVAL_REWARD: float(raw.mean()),
         M.EVAL_REWARD_STD: float(raw.std()) if len(raw) > 1 else 0.0,
-        M.EVAL_KL: float(exp.kl.sum(1).mean()),
-        M.EVAL_RESPONSE_LENGTH: float(exp.response_mask.sum(1).float().mean()),
-        M.EVAL_EOS_RATE: float(info.ended.float().mean()),
+        M.EVAL_KL: float(torch.tensor(per_row["kl"]).mean()),
+        M.EVAL_RESPONSE_LENGTH: float(torch.tensor(per_row["length"]).mean()),
+        M.EVAL_EOS_RATE: float(torch.tensor(per_row["ended"]).mean()),
     }
-    if info.gold is not None:
-        row[M.EVAL_GOLD_REWARD] = float(np.mean(info.gold))
+    gold = per_row["gold"]
+    if gold is not None:
+        row[M.EVAL_GOLD_REWARD] = float(np.mean(gold))
     if k > 1 and bool(((raw == 0) | (raw == 1)).all()):
         row[f"eval/pass@{k}"] = float(raw.view(-1, k).amax(1).mean())
-    evs = EvalSamples(0, [r["prompt"] for r in repeated], repeated, info.responses,
-                      [float(x) for x in raw], info.gold, k)
+    repeated = [r for r in rows for _ in range(k)]
+    evs = EvalSamples(0, [r["prompt"] for r in repeated], repeated, per_row["responses"],
+                      [float(x) for x in raw], gold, k)
     return row, evs
 
 

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from rlkit.algorithm import AlgorithmSpec, Experience
 from rlkit.backends import GenerationBackend, SamplingParams
+from rlkit.models import on_device
 from rlkit.ops import kl_penalty
 from rlkit.rollout import Samples, forward_response, forward_values
 from rlkit.scoring import RewardInputs, WeightedRewards
@@ -56,8 +57,11 @@ class ExperienceMaker:
                  reference: torch.nn.Module | None, critic: torch.nn.Module | None,
                  backend: GenerationBackend, rewards: WeightedRewards, task: Any,
                  train_rows: list[dict[str, Any]],
-                 autocast: AbstractContextManager[Any] | None = None) -> None:
+                 autocast: AbstractContextManager[Any] | None = None,
+                 dist: Any = None) -> None:
         self.train_rows = train_rows
+        self.dist = dist  # rlkit.core.distributed.Dist, or None: one process
+        self.span: tuple[int, int] | None = None  # this rank's slice of the last batch_of
         self.config, self.spec, self.tokenizer, self.device = config, spec, tokenizer, device
         self.policy, self.reference, self.critic = policy, reference, critic
         self.backend, self.rewards, self.task = backend, rewards, task
@@ -67,7 +71,9 @@ class ExperienceMaker:
     def batch_of(self, items: list[Any], step: int, stream: int,
                  size: int | None = None) -> list[Any]:
         """Items of training step ``step`` (1-based): consecutive slices of per-epoch
-        permutations seeded by the run seed alone — the same for every algorithm."""
+        permutations seeded by the run seed alone — the same for every algorithm. Under data
+        parallelism, this rank's contiguous slice of them (``self.span``: its first item's
+        index and the global count, for :meth:`generate`)."""
         size = size or self.config.rollout.batch_size
         n = len(items)
         perms: dict[int, np.ndarray] = {}  # a step spans at most a few epochs: one draw each
@@ -78,20 +84,30 @@ class ExperienceMaker:
                 rng = np.random.default_rng(stream_seed(self.config.seed, epoch, stream))
                 perms[epoch] = rng.permutation(n)
             out.append(items[perms[epoch][pos]])
+        self.span = None
+        if self.dist is not None and self.dist.active:
+            start, stop = self.dist.span(len(out))
+            self.span = (start, len(out))
+            out = out[start:stop]
         return out
 
     # -- generation --------------------------------------------------------------------------
     def generate(self, prompts: list[str], k: int, seed: int, temperature: float,
-                 max_new_tokens: int) -> tuple[Samples, Tensor]:
-        """k responses per prompt through the backend; returns samples and group ids."""
+                 max_new_tokens: int, span: tuple[int, int] | None = None
+                 ) -> tuple[Samples, Tensor]:
+        """k responses per prompt through the backend; returns samples and group ids.
+        ``span`` = (index of the first prompt, prompts in the global batch) when these
+        prompts are one rank's slice: the slice then samples what one process would."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True)
         ids = enc["input_ids"].repeat_interleave(k, 0).to(self.device)
         mask = enc["attention_mask"].repeat_interleave(k, 0).to(self.device)
         group_ids = torch.arange(len(prompts)).repeat_interleave(k)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         r = self.config.rollout
+        first, total = span if span is not None else (0, len(prompts))
         params = SamplingParams(max_new_tokens, temperature, r.top_k, r.top_p,
-                                min(r.min_new_tokens, max_new_tokens))
+                                min(r.min_new_tokens, max_new_tokens), row_offset=first * k,
+                                total_rows=total * k)
         with self.autocast:
             samples = self.backend.generate(ids, mask, params, generator)
         return samples, group_ids
@@ -134,13 +150,26 @@ class ExperienceMaker:
         ``rows`` are the prompt rows (prompt + metadata), one per sequence."""
         ids, attn, plen, mask = (samples.input_ids, samples.attention_mask, samples.prompt_len,
                                  samples.response_mask)
+        train = self.config.train
+        chunk = train.score_batch_size or len(ids)
+
+        def chunked(fn: Any) -> Any:
+            """``fn`` over row chunks of ``train.score_batch_size`` (each chunk keeps the
+            batch's full width, so a row's result does not depend on the chunking)."""
+            parts = [fn(slice(i, i + chunk)) for i in range(0, len(ids), chunk)]
+            if isinstance(parts[0], tuple):
+                return tuple(None if p[0] is None else torch.cat(list(p)) for p in zip(*parts))
+            return torch.cat(parts)
+
         with self.autocast:
-            logprobs, entropy = forward_response(self.policy, ids, attn, plen, temperature,
-                                                 with_entropy=with_entropy)
-            ref = (forward_response(self.reference, ids, attn, plen, temperature,
-                                    with_entropy=False)[0]
-                   if self.reference is not None else None)
-            values = (forward_values(self.critic, ids, attn, plen) * mask
+            logprobs, entropy = chunked(lambda s: forward_response(
+                self.policy, ids[s], attn[s], plen, temperature, with_entropy=with_entropy))
+            ref = None
+            if self.reference is not None:
+                with on_device(self.reference, self.device, train.offload_frozen):
+                    ref = chunked(lambda s: forward_response(self.reference, ids[s], attn[s], plen,
+                                                          temperature, with_entropy=False)[0])
+            values = (chunked(lambda s: forward_values(self.critic, ids[s], attn[s], plen)) * mask
                       if with_values and self.critic is not None else None)
         logprobs = logprobs * mask
         if ref is not None:

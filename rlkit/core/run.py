@@ -10,6 +10,7 @@ and every canonical metric (see docs/metrics.md). Plugins see a :class:`~rlkit.a
 from __future__ import annotations
 
 import math
+import os
 import random
 import resource
 import time
@@ -29,12 +30,30 @@ from rlkit.api import RunContext
 from rlkit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlkit.config import RunConfig, algorithm_config, dump_config
 from rlkit.core.datakinds import DataKind
+from rlkit.core.distributed import Dist
 from rlkit.core.evaluate import evaluate, sample_rows
 from rlkit.core.experience import ExperienceMaker, RolloutInfo, stream_seed
 from rlkit.core.update import Updater, explained_variance_of
 from rlkit.data import first_words_rows, read_dataset_rows, read_prompt_rows
 from rlkit.errors import ConfigError, DataError, RlkitError
-from rlkit.models import build_critic, critic_from_model, frozen_copy, load_policy, resolve_device
+from rlkit.models import (
+    AdapterDisabled,
+    SharedValueModel,
+    adapter_state,
+    apply_lora,
+    build_critic,
+    critic_from_model,
+    critic_trunk_source,
+    enable_gradient_checkpointing,
+    is_lora,
+    load_adapter_state,
+    load_policy,
+    on_device,
+    reference_of,
+    resolve_device,
+    save_policy,
+    to_bf16,
+)
 from rlkit.ops import masked_mean
 from rlkit.plugins import PluginManager, get_plugin_manager
 from rlkit.rollout import Samples, forward_response
@@ -90,6 +109,7 @@ class Run:
         except RuntimeError as exc:
             raise ConfigError(f"train.device={cfg.train.device!r}: {exc}. Use 'auto', 'cpu' or "
                               f"'cuda[:N]'.") from None
+        self._setup_parallel()
         self.task = self.pm.task(cfg.task.name)(cfg.task.options) if cfg.task.name else None
         self.train_rows, eval_rows = self._load_prompts()
         n_eval, n_select = cfg.eval.num_prompts, cfg.eval.select_prompts
@@ -110,8 +130,9 @@ class Run:
         self.algorithm: Algorithm[Any] = self.algorithm_class(self.algo_config, self.total_steps)
 
         self.policy, self.tokenizer = load_policy(cfg, self.task, self.pm.hook)
-        self.policy.to(self.device)
-        self.reference = frozen_copy(self.policy) if self.spec.needs_reference else None
+        self._setup_policy()
+        self.reference = reference_of(self.policy) if self.spec.needs_reference else None
+        self._place_reference()
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                          if cfg.train.bf16 and self.device.type == "cuda" else nullcontext())
         self.ctx = RunContext(
@@ -119,25 +140,91 @@ class Run:
             tokenizer=self.tokenizer, task=self.task, device=self.device,
             run_dir=self.run_dir, total_steps=self.total_steps, _services=self)
         self.rewards = self._load_rewards()
+        self._place_reward_model()
         self.critic = self._build_critic() if self.spec.needs_critic else None
+        self._setup_critic()
         self.backend = self.pm.backend(cfg.rollout.backend)(self.policy, self.tokenizer,
                                                              self.device, cfg)
         self.maker = ExperienceMaker(
             config=cfg, spec=self.spec, tokenizer=self.tokenizer, device=self.device,
             policy=self.policy, reference=self.reference, critic=self.critic,
             backend=self.backend, rewards=self.rewards, task=self.task,
-            train_rows=self.train_rows, autocast=self.autocast)
+            train_rows=self.train_rows, autocast=self.autocast, dist=self.dist)
         self.data = self.data_kind_class(self.maker, self.ctx, self.spec.data_options)
         self.algorithm.setup(self.ctx)
         self.updater = Updater(
             algorithm=self.algorithm, spec=self.spec, policy=self.policy, critic=self.critic,
             tokenizer=self.tokenizer, device=self.device, seed=cfg.seed,
             total_steps=self.total_steps, skip_nonfinite=cfg.train.skip_nonfinite,
-            autocast=self.autocast)
+            autocast=self.autocast, dist=self.dist)
         model = self.rewards.model_source
-        self._params = {"policy": n_params(self.policy), "reference": n_params(self.reference),
+        self._params = {"policy": n_params(self.policy),
+                        "reference": (n_params(self.policy)
+                                      if isinstance(self.reference, AdapterDisabled)
+                                      else n_params(self.reference)),
                         "critic": n_params(self.critic),
                         "reward": n_params(model.model) if model is not None else 0}
+
+    def _setup_parallel(self) -> None:
+        """Ranks under torchrun (docs/scaling.md): rank r uses cuda:LOCAL_RANK on GPU."""
+        cfg = self.config
+        if (int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.device.type == "cuda"
+                and self.device.index is None):
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.dist = Dist.from_env(self.device)
+        world = self.dist.world_size
+        if world > 1 and (cfg.rollout.batch_size < world or cfg.eval.num_prompts < world):
+            raise ConfigError(
+                f"{world} processes split rollout.batch_size={cfg.rollout.batch_size} prompts "
+                f"and eval.num_prompts={cfg.eval.num_prompts} between them: each must be at "
+                f"least {world}.")
+
+    def _setup_policy(self) -> None:
+        """LoRA, bf16 weights, gradient checkpointing; then the policy moves to the device."""
+        train = self.config.train
+        if self.config.policy.lora is not None:
+            self.policy = apply_lora(self.policy, self.config.policy.lora)
+        if train.bf16_weights != "none":
+            to_bf16(self.policy, frozen_only=train.bf16_weights == "frozen")
+        if train.gradient_checkpointing:
+            enable_gradient_checkpointing(self.policy)
+        self.policy.to(self.device)
+        self.dist.broadcast_module(self.policy)
+
+    def _place_reference(self) -> None:
+        """A full reference copy holds frozen weights: bf16 with bf16_weights, and on the CPU
+        between scoring passes with offload_frozen (the LoRA reference is the policy itself)."""
+        ref, train = self.reference, self.config.train
+        if ref is None or isinstance(ref, AdapterDisabled):
+            return
+        if train.bf16_weights != "none":
+            to_bf16(ref, frozen_only=False)
+        if train.offload_frozen:
+            ref.to("cpu")
+
+    def _place_reward_model(self) -> None:
+        train = self.config.train
+        for _, source, _ in self.rewards.sources:
+            if isinstance(source, ModelReward):
+                if train.bf16_weights != "none":
+                    to_bf16(source.model, frozen_only=False)
+                if train.offload_frozen:
+                    source.offload = True
+                    source.model.to("cpu")
+
+    def _setup_critic(self) -> None:
+        critic, train = self.critic, self.config.train
+        if critic is None:
+            return
+        if train.bf16_weights == "all":
+            to_bf16(critic, frozen_only=False)
+        elif train.bf16_weights == "frozen":
+            to_bf16(critic, frozen_only=True)
+        if train.gradient_checkpointing and not isinstance(critic, SharedValueModel):
+            enable_gradient_checkpointing(critic)
+        self.dist.broadcast_module(critic)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -217,6 +304,11 @@ class Run:
 
     def _build_critic(self) -> torch.nn.Module:
         cfg = self.config
+        if cfg.critic.shared:
+            if cfg.critic.model is not None:
+                raise ConfigError("critic.shared puts the value head on the policy's trunk; "
+                                  "it cannot also load critic.model. Set one of them.")
+            return SharedValueModel(self.policy).to(self.device)
         if cfg.critic.model is not None:
             loaded = self.pm.hook.rlkit_load_model(spec=cfg.critic.model, role="critic",
                                                    run_config=cfg)
@@ -224,7 +316,8 @@ class Run:
                 raise ConfigError(f"No plugin could load the critic model '{cfg.critic.model}'.")
             return critic_from_model(loaded[0], loaded[1], self.tokenizer).to(self.device)
         model = self.rewards.model_source
-        return build_critic(self.spec.critic_init, self.policy, self.tokenizer,
+        return build_critic(self.spec.critic_init, critic_trunk_source(self.policy),
+                            self.tokenizer,
                             model.model if model is not None else None,
                             model.tokenizer if model is not None else None).to(self.device)
 
@@ -251,7 +344,8 @@ class Run:
         if self.reference is None:
             raise RlkitError(f"Algorithm '{self.config.algorithm_name}' declared "
                              f"needs_reference = False, so the run has no reference model.")
-        with self.autocast:
+        with self.autocast, on_device(self.reference, self.device,
+                                      self.config.train.offload_frozen):
             logprobs, _ = forward_response(self.reference, batch.input_ids,
                                            batch.attention_mask, batch.prompt_len,
                                            self.data.temperature(), with_entropy=False)
@@ -273,8 +367,10 @@ class Run:
         return self.maker.generate(prompts, k, seed, temperature, max_new_tokens)
 
     def batch(self, step: int) -> tuple[Experience, RolloutInfo]:
-        """The data kind's batch of ``step``."""
-        return self.data.batch(step)
+        """The data kind's batch of ``step`` (under data parallelism each rank makes its slice
+        and every rank then holds the gathered global batch)."""
+        exp, info = self.data.batch(step)
+        return self.dist.gather_batch(exp, info, self.tokenizer.pad_token_id, self.device)
 
     rollout = batch  # the names 0.1's tests use
     preference_batch = batch
@@ -336,15 +432,20 @@ class Run:
             "meta": {"step": self.step, "samples": self.samples_seen, "tokens": self.tokens_seen,
                      "optimizer_steps": self.optimizer_steps, "flops": self.flops,
                      "wall_s": self.wall()},
-        }
+        } | ({"adapter": adapter_state(self.policy)} if is_lora(self.policy) else {})
 
     def _models(self) -> dict[str, torch.nn.Module]:
-        models = {"policy": self.policy}
+        """The modules a checkpoint saves whole; a LoRA policy saves only its adapter (in
+        ``_state``): the frozen base is the one it was loaded or built from."""
+        models = {} if is_lora(self.policy) else {"policy": self.policy}
         if self.critic is not None:
             models["critic"] = self.critic
         return models
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Rank 0 writes; under data parallelism every rank holds the same state."""
+        if not self.dist.is_main:
+            return None
         return save_checkpoint(self.run_dir, self.step, self._models(), self._state(),
                                self.config.checkpoint.keep_last)
 
@@ -355,8 +456,11 @@ class Run:
                 f"--resume: '{self.run_dir}' holds no checkpoint to resume from. Run without "
                 f"--resume to start it over (this replaces its logs), or set checkpoint.every "
                 f"so that long runs leave checkpoints.")
-        state = load_checkpoint(ckpt, self._models(),
-                                ["optimizer", "scheduler", "algorithm", "rng", "meta"])
+        lora = is_lora(self.policy)
+        state = load_checkpoint(ckpt, self._models(), ["optimizer", "scheduler", "algorithm",
+                                                       "rng", "meta"] + ["adapter"] * lora)
+        if lora:
+            load_adapter_state(self.policy, state["adapter"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updater.scheduler.load_state_dict(state["scheduler"])
         self.algorithm.load_state_dict(state["algorithm"])
@@ -388,10 +492,14 @@ class Run:
 
     def _write_status(self, state: str, error: str | None = None,
                       tb: str | None = None) -> None:
+        if not self.dist.is_main:
+            return
         self.dir.write_status(state, step=self.step, wall_s=self.wall(), error=error,
                               traceback=tb)
 
     def _trackers(self) -> list[Any]:
+        if not self.dist.is_main:
+            return []
         info = RunInfo(self.config.name, self.run_dir, self.config, self.total_steps, self.step)
         return [self.pm.tracker(name)(info) for name in self.config.tracking.trackers]
 
@@ -399,6 +507,8 @@ class Run:
     # the loop
     # ---------------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
+        if not self.dist.is_main:  # rank 0 holds the lock and writes; the others only read
+            return self._train()
         self.dir.create()
         from filelock import FileLock, Timeout
 
@@ -428,10 +538,13 @@ class Run:
             self._check_same_config()
             self._restore()
             self._t0 = time.perf_counter()
-            self.dir.cut_back(self.step)
-        else:
-            self.dir.fresh()
-        self.dir.write_config(dump_config(self.config))
+        self.dist.barrier()  # every rank has read the run directory before rank 0 writes
+        if self.dist.is_main:
+            if self.resume:
+                self.dir.cut_back(self.step)
+            else:
+                self.dir.fresh()
+            self.dir.write_config(dump_config(self.config))
         trackers = self._trackers()
         self._write_status("running")
         summary: dict[str, float] = {}
@@ -464,7 +577,8 @@ class Run:
         """Held-out prompts, fixed decoding and fixed seeds: identical for every algorithm."""
         row, samples = evaluate(self.maker, self.config, self.eval_rows, self.select_rows, step)
         self.ctx.last_eval = samples
-        self.dir.append_samples(sample_rows(samples))
+        if self.dist.is_main:
+            self.dir.append_samples(sample_rows(samples))
         for extra in self.pm.hook.rlkit_evaluate(ctx=self.ctx, step=step):
             row.update(extra or {})
         return row
@@ -501,12 +615,14 @@ class Run:
         ev = explained_variance_of(exp)
         if ev is not None:
             row[M.VALUE_EXPLAINED_VARIANCE] = ev
-        elapsed = t_end - t_start
-        row |= {
-            M.PERF_STEP_TIME: elapsed, M.PERF_ROLLOUT_TIME: t_rollout - t_start,
-            M.PERF_UPDATE_TIME: t_end - t_rollout, M.PERF_SAMPLES_PER_S: n_samples / elapsed,
-            M.PERF_TOKENS_PER_S: n_tokens / elapsed, M.PERF_PEAK_MEMORY: peak_memory_mb(self.device),
-        }
+        # the slowest rank's times and the largest peak per device (one process: its own)
+        perf = self.dist.max_of({
+            M.PERF_STEP_TIME: t_end - t_start, M.PERF_ROLLOUT_TIME: t_rollout - t_start,
+            M.PERF_UPDATE_TIME: t_end - t_rollout, M.PERF_PEAK_MEMORY: peak_memory_mb(self.device),
+        })
+        elapsed = perf[M.PERF_STEP_TIME]
+        row |= perf | {M.PERF_SAMPLES_PER_S: n_samples / elapsed,
+                       M.PERF_TOKENS_PER_S: n_tokens / elapsed}
         for extra in self.pm.hook.rlkit_after_update(ctx=self.ctx, step=step, metrics=row):
             row.update(extra or {})
         every = cfg.eval.every
@@ -521,9 +637,11 @@ class Run:
         return row
 
     def _save_final_policy(self) -> None:
-        target = self.run_dir / "policy"
-        self.policy.save_pretrained(target, safe_serialization=True)
-        self.tokenizer.save_pretrained(target)
+        """``policy/``: a Hugging Face model; under LoRA merged (``train.save_merged``) or the
+        adapter in peft format."""
+        if self.dist.is_main:
+            save_policy(self.policy, self.tokenizer, self.run_dir / "policy",
+                        merged=self.config.train.save_merged)
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

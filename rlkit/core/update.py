@@ -52,8 +52,10 @@ class Updater:
     def __init__(self, *, algorithm: Algorithm[Any], spec: AlgorithmSpec,
                  policy: torch.nn.Module, critic: torch.nn.Module | None, tokenizer: Any,
                  device: torch.device, seed: int, total_steps: int, skip_nonfinite: bool,
-                 autocast: AbstractContextManager[Any] | None = None) -> None:
+                 autocast: AbstractContextManager[Any] | None = None,
+                 dist: Any = None) -> None:
         c = algorithm.config
+        self.dist = dist  # rlkit.core.distributed.Dist, or None: one process
         self.algorithm, self.spec, self.c = algorithm, spec, c
         self.policy, self.critic, self.tokenizer, self.device = policy, critic, tokenizer, device
         self.seed, self.skip_nonfinite = seed, skip_nonfinite
@@ -103,7 +105,9 @@ class Updater:
         """Groups (samples of one prompt, or one pair) are never split across minibatches or
         micro-batches. Each micro-batch's loss is weighted by its share of the minibatch's
         tokens (``token_mean``) or sequences (the other aggregations), so accumulation
-        equals one big batch."""
+        equals one big batch. Under W data-parallel ranks a minibatch is split into
+        max(grad_accum_steps, W) micro-batches, rank r taking every W-th from the r-th, and
+        the gradients are summed across ranks: the step one process would take."""
         c = self.c
         self.policy.train()
         if self.critic is not None:
@@ -122,8 +126,10 @@ class Updater:
                 mb_index = torch.nonzero(torch.isin(exp.group_ids, mb_groups)).squeeze(1)
                 mb_total = self._weight(exp.select(mb_index))
                 bad: str | None = None
-                for micro_groups in torch.tensor_split(mb_groups,
-                                                       min(c.grad_accum_steps, len(mb_groups))):
+                rank, world = ((self.dist.rank, self.dist.world_size) if self.dist is not None
+                               else (0, 1))
+                parts = min(max(c.grad_accum_steps, world), len(mb_groups))
+                for micro_groups in torch.tensor_split(mb_groups, parts)[rank::world]:
                     micro = torch.nonzero(torch.isin(exp.group_ids, micro_groups)).squeeze(1)
                     mb = exp.select(micro)
                     out = self.policy_output(mb, temperature)
@@ -144,6 +150,8 @@ class Updater:
                     for key, value in metrics.items():
                         sums[key] = sums.get(key, 0.0) + float(value) * w
                         weights[key] = weights.get(key, 0.0) + w
+                if self.dist is not None:
+                    bad = self.dist.first_error(bad)
                 if bad is None:
                     bad = self._clip_and_step(params, norms)
                 if bad is not None:
@@ -151,6 +159,8 @@ class Updater:
                     if not self.skip_nonfinite:
                         raise NonFiniteError(bad, "the optimizer step was not taken", step)
                     skipped += 1
+        if self.dist is not None:
+            sums, weights = self.dist.merge_sums(sums, weights)
         stats = {k: sums[k] / max(weights[k], 1e-12) for k in sums}
         for key, values in norms.items():
             if values:
@@ -163,6 +173,8 @@ class Updater:
     def _clip_and_step(self, params: list[Tensor], norms: dict[str, list[float]]) -> str | None:
         """Joint clip over policy and critic (as before: the optimizer sees one gradient), the
         two norms logged apart; returns what was non-finite instead of stepping, if anything."""
+        if self.dist is not None:
+            self.dist.sum_gradients(params)
         grads = [p.grad for p in params if p.grad is not None]
         total = torch.nn.utils.get_total_norm(grads)
         if not torch.isfinite(total):

@@ -10,10 +10,11 @@ clipping, canonical metrics). An algorithm turns an :class:`Experience` into adv
 from __future__ import annotations
 
 import dataclasses
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+import math
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
@@ -23,32 +24,76 @@ if TYPE_CHECKING:
     from rlkit.api import RunContext
 
 
-def doc(default: Any, text: str) -> Any:
-    """A dataclass field with a default and its documentation (read by ``rlkit plugins``,
-    the conformance kit and error messages)."""
+def doc(default: Any, text: str, *, ge: float | None = None, gt: float | None = None,
+        le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field with a default, its documentation (read by ``rlkit plugins``, the
+    conformance kit and error messages) and its valid range: ``ge``/``gt``/``le``/``lt``
+    bounds, checked when a config is loaded with the same file/line/key error as a wrong type
+    (``None`` always passes, for optional settings)."""
+    metadata: dict[str, Any] = {"doc": text}
+    metadata.update({k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt))
+                     if v is not None})
     if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_BOUNDS = {"ge": ("≥", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+           "le": ("≤", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def bounds_text(metadata: Mapping[str, Any]) -> str:
+    """The declared range of a field, e.g. ``> 0 and ≤ 1`` ('' when none)."""
+    return " and ".join(f"{_BOUNDS[k][0]} {metadata[k]}" for k in _BOUNDS if k in metadata)
+
+
+def field_specs(config_cls: type) -> dict[str, dict[str, Any]]:
+    """Each field's metadata (``doc`` and bounds) with bounds inherited: a subclass that
+    redefines a field (a new default and doc) without bounds keeps its base class's range;
+    one that declares any bound replaces them."""
+    out: dict[str, dict[str, Any]] = {}
+    for klass in reversed(config_cls.__mro__):
+        for name, f in getattr(klass, "__dataclass_fields__", {}).items():
+            metadata = dict(f.metadata)
+            inherited = out.get(name, {})
+            if not any(k in metadata for k in _BOUNDS):
+                metadata.update({k: v for k, v in inherited.items() if k in _BOUNDS})
+            out[name] = metadata
+    return out
+
+
+def check_bounds(value: Any, metadata: Mapping[str, Any]) -> str | None:
+    """Why ``value`` is outside the field's declared range (or not finite), else None."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    for key, (_, ok) in _BOUNDS.items():
+        if key in metadata and not ok(value, metadata[key]):
+            return f"must be {bounds_text(metadata)}"
+    return None
 
 
 @dataclass
 class AlgorithmConfig:
     """Settings every algorithm has; subclasses add theirs and override defaults."""
 
-    lr: float = doc(1e-5, "AdamW learning rate of the policy.")
-    critic_lr: float | None = doc(None, "Learning rate of the critic; None means `lr`.")
+    lr: float = doc(1e-5, "AdamW learning rate of the policy.", gt=0)
+    critic_lr: float | None = doc(None, "Learning rate of the critic; None means `lr`.", gt=0)
     lr_schedule: Literal["constant", "linear", "cosine"] = doc(
         "constant", "Decay after warm-up: constant, linear to 0, or cosine to 0."
     )
-    warmup_steps: int = doc(0, "Optimizer steps of linear learning-rate warm-up.")
-    weight_decay: float = doc(0.0, "AdamW weight decay.")
-    adam_eps: float = doc(1e-8, "AdamW epsilon (pinned: it changes early updates).")
-    max_grad_norm: float | None = doc(1.0, "Global gradient-norm clip; None disables it.")
-    epochs: int = doc(1, "Passes over each batch of experience.")
-    num_minibatches: int = doc(1, "Optimizer steps per epoch (the batch is split this many ways).")
-    grad_accum_steps: int = doc(1, "Micro-batches accumulated into each minibatch's step.")
-    samples_per_prompt: int = doc(1, "Responses sampled per prompt (k); groups share a prompt.")
-    kl_coef: float = doc(0.05, "β: weight of the KL-to-reference penalty.")
+    warmup_steps: int = doc(0, "Optimizer steps of linear learning-rate warm-up.", ge=0)
+    weight_decay: float = doc(0.0, "AdamW weight decay.", ge=0)
+    adam_eps: float = doc(1e-8, "AdamW epsilon (pinned: it changes early updates).", gt=0)
+    max_grad_norm: float | None = doc(1.0, "Global gradient-norm clip; None disables it.", gt=0)
+    epochs: int = doc(1, "Passes over each batch of experience.", ge=1)
+    num_minibatches: int = doc(1, "Optimizer steps per epoch (the batch is split this many ways).",
+                               ge=1)
+    grad_accum_steps: int = doc(1, "Micro-batches accumulated into each minibatch's step.", ge=1)
+    samples_per_prompt: int = doc(1, "Responses sampled per prompt (k); groups share a prompt.",
+                                  ge=1)
+    kl_coef: float = doc(0.05, "β: weight of the KL-to-reference penalty.", ge=0)
 
 
 @dataclass
@@ -265,6 +310,11 @@ def validate_algorithm_class(cls: Any, plugin: str) -> None:
     except TypeError as exc:
         raise PluginError(f"Algorithm '{cls.name}' of plugin '{plugin}': every Config field "
                           f"needs a default ({exc}).") from None
+    for name, metadata in field_specs(cls.Config).items():
+        problem = check_bounds(getattr(default, name, None), metadata)
+        if problem:
+            raise PluginError(f"Algorithm '{cls.name}' of plugin '{plugin}': the default "
+                              f"{name}={getattr(default, name)!r} {problem}.")
     cls.spec(default).validate(f"{cls.name}' of plugin '{plugin}")
 
 
@@ -272,6 +322,6 @@ def config_docs(config_cls: type) -> dict[str, tuple[Any, str]]:
     """``{field: (default, doc)}`` of an algorithm's Config dataclass."""
     out = {}
     for f in dataclasses.fields(config_cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         out[f.name] = (default, f.metadata.get("doc", ""))
     return out

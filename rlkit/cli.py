@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+import os
 import sys
 from pathlib import Path
 
@@ -75,18 +77,38 @@ def build_cli(pm: PluginManager) -> click.Group:
                   help="Continue the run from its last checkpoint (no metric row lost or repeated).")
     @click.option("--force", is_flag=True,
                   help="With --resume: accept a config that differs from the saved one.")
+    @click.option("--restart", is_flag=True,
+                  help="Start an existing run over: its logs, checkpoints and policy are deleted.")
+    @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Data-parallel processes on this machine: starts `torchrun "
+                  "--nproc_per_node N -m rlkit run ...` (gloo on CPU, NCCL on GPU).")
     def run(config: str, overrides: tuple[str, ...], out: str | None, resume: bool,
-            force: bool) -> None:
+            force: bool, nproc: int, restart: bool) -> None:
         """Train one run described by the YAML file CONFIG.
 
         Writes OUT/NAME/{config.yaml, metrics.jsonl, samples.jsonl, checkpoints/, policy/, wandb/}.
+        Under torchrun (or with --nproc N) the ranks share one run; rank 0 writes.
         """
         from rlkit.config import load_config
         from rlkit.core.run import Run
 
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            plugins = click.get_current_context().find_root().params.get("plugin_files", ())
+            args = [a for f in plugins for a in ("--plugin", f)] + ["run", config]
+            args += [a for o in overrides for a in ("--set", o)]
+            args += (["--out", out] if out else []) + ["--resume"] * resume + ["--force"] * force
+            args += ["--restart"] * restart
+            sys.exit(torchrun(nproc, args))
         run_config = load_config(config, list(overrides), algorithms=pm.registry.algorithms)
-        run_obj = Run(run_config, out=out, resume=resume, pm=pm, force=force)
-        summary = run_obj.train()
+        if resume and restart:
+            raise UserError("--resume continues a run and --restart deletes it: choose one.")
+        run_obj = Run(run_config, out=out, resume=resume, pm=pm, force=force, restart=restart)
+        try:
+            summary = run_obj.train()
+        finally:
+            _end_process_group()
+        if not run_obj.dist.is_main:
+            return
         keys = ("eval/reward", "eval/gold_reward", "eval/kl", "objective/reward", "objective/kl")
         shown = "  ".join(f"{k}={summary[k]:.4f}" for k in keys if summary.get(k) is not None)
         click.echo(f"finished {run_obj.run_dir} after {run_obj.step} steps: {shown}")
@@ -130,6 +152,22 @@ def build_cli(pm: PluginManager) -> click.Group:
     return cli
 
 
+def torchrun(nproc: int, args: list[str]) -> int:
+    """Run ``rlkit ARGS`` as ``nproc`` ranks under torchrun on this machine; its exit status."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(nproc), "-m", "rlkit", *args]
+    return subprocess.call(command)
+
+
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -141,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     build_cli(pm).main(args, prog_name="rlkit")
 
 
-def cli_for_tests(plugin_files: list[str | Path] = ()) -> click.Group:
+def cli_for_tests(plugin_files: Sequence[str | Path] = ()) -> click.Group:
     """A CLI bound to a fresh plugin manager (for click's CliRunner)."""
     pm = make_plugin_manager(plugin_files)
     set_plugin_manager(pm)

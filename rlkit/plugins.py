@@ -115,12 +115,13 @@ class PluginManager(pluggy.PluginManager):
                                       f"'{name}'; choose a name under the plugin's namespace.")
             elif obj is None:  # register(cls): the class carries its own name
                 obj = obj_or_name
-                name = getattr(obj, "name", None)
-                if not isinstance(name, str) or not name:
+                found = getattr(obj, "name", None)
+                if not isinstance(found, str) or not found:
                     raise PluginError(
                         f"Plugin '{plugin}' registered a {kind} {obj!r} without a string "
                         f"'name' attribute."
                     )
+                name = found
             else:
                 name = obj_or_name
             if name in table:

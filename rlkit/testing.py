@@ -98,7 +98,8 @@ def check_config_documented(name: str) -> None:
     from rlkit.plugins import get_plugin_manager
 
     config_cls = get_plugin_manager().algorithm(name).Config
-    assert dataclasses.is_dataclass(config_cls) and issubclass(config_cls, AlgorithmConfig), (
+    assert isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls) and issubclass(
+        config_cls, AlgorithmConfig), (
         f"{name}.Config must be a dataclass subclassing rlkit.algorithm.AlgorithmConfig")
     for field in dataclasses.fields(config_cls):
         has_default = (field.default is not dataclasses.MISSING
@@ -108,6 +109,24 @@ def check_config_documented(name: str) -> None:
             f"{name}.Config.{field.name} is undocumented: declare it with rlkit.algorithm.doc("
             f"default, 'what it does')")
     config_cls()  # the defaults must construct
+
+
+def check_declarations(name: str) -> None:
+    """The AlgorithmSpec the engine acts on is valid and honoured: no reference model is built
+    for an algorithm that needs none, and a critic exactly when it asks for one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = _run(name, Path(tmp))
+        spec = run.spec
+        spec.validate(name)
+        assert (run.reference is not None) == spec.needs_reference, (
+            f"needs_reference={spec.needs_reference} but the run "
+            f"{'built' if run.reference is not None else 'has no'} reference model")
+        assert (run.critic is not None) == spec.needs_critic, (
+            f"needs_critic={spec.needs_critic} but the run "
+            f"{'built' if run.critic is not None else 'has no'} critic")
+        exp = _batch(run)
+        assert (exp.ref_logprobs is not None) == spec.needs_reference, (
+            "reference log-probs present/absent against the declaration")
 
 
 def check_loss_finite_and_differentiable(name: str) -> None:
@@ -178,6 +197,7 @@ def check_few_updates_without_nan(name: str) -> None:
 CHECKS: tuple[Callable[[str], None], ...] = (
     check_registers,
     check_config_documented,
+    check_declarations,
     check_loss_finite_and_differentiable,
     check_gradients_reach_the_models,
     check_metric_namespaces,

@@ -7,7 +7,8 @@ import pytest
 from rlkit.plugins import make_plugin_manager
 from rlkit.testing import CHECKS
 
-BUILTIN = ["reinforce", "a2c", "ppo_clip", "ppo_kl", "ppo_max", "dpo"]
+BUILTIN = ["reinforce", "a2c", "ppo_clip", "ppo_kl", "ppo_max", "dpo", "grpo", "rloo",
+           "reinforce_pp", "kto", "simpo", "orpo"]
 INSTALLED = [n for n in BUILTIN if n in make_plugin_manager().registry.algorithms]
 
 

@@ -4,29 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 from rlkit.hookspecs import hookimpl
+from rlkit.rundir import METRICS, truncate_jsonl
 from rlkit.tracking.base import RunInfo, Tracker
-
-
-def truncate_after(path: Path, step: int) -> None:
-    """Keep only rows with ``train/step <= step`` (resume: rows after the checkpoint are redone).
-    A half-written last line from a killed run is dropped too."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("train/step", 0) <= step:
-            kept.append(line)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
 
 
 def _clean(value: float) -> float | None:
@@ -36,9 +17,9 @@ def _clean(value: float) -> float | None:
 class JsonlTracker(Tracker):
     def __init__(self, info: RunInfo) -> None:
         super().__init__(info)
-        self.path = info.run_dir / "metrics.jsonl"
+        self.path = info.run_dir / METRICS
         if info.start_step > 0:
-            truncate_after(self.path, info.start_step)
+            truncate_jsonl(self.path, info.start_step)
         elif self.path.exists():
             self.path.unlink()
         self.handle = self.path.open("a", encoding="utf-8")

@@ -327,8 +327,6 @@ def ratio_stats(logprobs: Tensor, old_logprobs: Tensor, mask: Tensor,
     out = {M.POLICY_RATIO_MEAN: masked_mean(ratio, mask),
            M.POLICY_APPROX_KL: masked_mean((ratio - 1) - log_ratio, mask)}
     if clip_range is not None and advantages is not None:
-        low, high = clip_range
         adv = advantages if advantages.shape == ratio.shape else advantages.reshape(-1, 1)
-        binds = ((adv > 0) & (ratio > 1 + high)) | ((adv < 0) & (ratio < 1 - low))
-        out[M.POLICY_CLIPFRAC] = masked_mean(binds.float(), mask)
+        out[M.POLICY_CLIPFRAC] = clip_fraction(ratio, adv, mask, *clip_range)
     return out

@@ -207,3 +207,20 @@ def test_python_api_runs_a_config(tmp_path):
     config.write_text(yaml.safe_dump(tiny_config()))
     summary = rlkit.run(str(config), f"out={tmp_path / 'runs'}", "train.steps=2")
     assert summary["train/step"] == 2 and "eval/reward" in summary
+
+
+def test_ratio_diagnostics_have_one_definition_on_hand_values():
+    from rlkit.ops import ratio_stats
+
+    # ρ = 1.5, 0.5, 1.1 (and 0.9 masked out); A = +1, +1, −1; ε = 0.2 on both sides.
+    ratio = torch.tensor([[1.5, 0.5, 1.1, 0.9]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
+    out = ratio_stats(ratio.log(), torch.zeros(1, 4), mask, adv, (0.2, 0.2))
+    assert out["policy/ratio_mean"].item() == pytest.approx((1.5 + 0.5 + 1.1) / 3)
+    expected_kl = sum(r - 1 - torch.log(torch.tensor(r)).item() for r in (1.5, 0.5, 1.1)) / 3
+    assert out["policy/approx_kl"].item() == pytest.approx(expected_kl, rel=1e-5)
+    # only t0 binds (A > 0, ρ > 1.2); t1 has A > 0 and ρ < 0.8, where the clip does not bind
+    assert out["policy/clipfrac"].item() == pytest.approx(1 / 3)
+    # a sequence-level advantage [N, 1] broadcasts over tokens; no clip range → no clipfrac
+    assert "policy/clipfrac" not in ratio_stats(ratio.log(), torch.zeros(1, 4), mask, adv[:, :1])

@@ -45,10 +45,12 @@ def a2c_loss(logprobs: Tensor, advantages: Tensor, values: Tensor, returns: Tens
 @dataclass
 class A2CConfig(CriticConfig):
     kl_coef: float = doc(0.1, "β of the token-level KL penalty in the reward (RL4LMs IMDb: 0.1).")
-    gamma: float = doc(0.99, "γ: discount over response tokens (SB3/RL4LMs: 0.99).")
-    lam: float = doc(1.0, "λ of GAE (SB3 A2C: 1.0, i.e. Monte-Carlo returns minus V).")
-    vf_coef: float = doc(0.5, "c_v: value-loss weight (SB3/RL4LMs: 0.5).")
-    ent_coef: float = doc(0.0, "c_e: entropy-bonus weight (SB3/RL4LMs: 0.0).")
+    gamma: float = doc(0.99, "γ: discount over response tokens (SB3/RL4LMs: 0.99).",
+                        ge=0, le=1)
+    lam: float = doc(1.0, "λ of GAE (SB3 A2C: 1.0, i.e. Monte-Carlo returns minus V).",
+                      ge=0, le=1)
+    vf_coef: float = doc(0.5, "c_v: value-loss weight (SB3/RL4LMs: 0.5).", ge=0)
+    ent_coef: float = doc(0.0, "c_e: entropy-bonus weight (SB3/RL4LMs: 0.0).", ge=0)
     normalize_advantage: bool = doc(False, "Whiten A_t over the batch (SB3 A2C: off).")
     max_grad_norm: float | None = doc(0.5, "Global grad-norm clip (SB3 A2C: 0.5).")
     epochs: int = doc(1, "One pass: A2C takes one gradient step per batch.")

@@ -95,12 +95,14 @@ def dpo_loss(chosen: Tensor, rejected: Tensor, ref_chosen: Tensor, ref_rejected:
 
 @dataclass
 class DPOConfig(AlgorithmConfig):
-    kl_coef: float = doc(0.1, "β (τ for IPO): the implicit KL weight (Rafailov et al.: 0.1).")
+    kl_coef: float = doc(0.1, "β (τ for IPO): the implicit KL weight (Rafailov et al.: 0.1).",
+                         gt=0)
     loss_type: LossType = doc(
         "sigmoid", "sigmoid: DPO/cDPO; ipo: IPO; robust: rDPO (needs label_smoothing < 0.5); "
         "bco_pair: BCO on pairs.")
     label_smoothing: float = doc(
-        0.0, "ε: the share of flipped labels (cDPO with sigmoid, rDPO with robust).")
+        0.0, "ε: the share of flipped labels (cDPO with sigmoid, rDPO with robust).", ge=0,
+        le=0.5)
     ipo_length_normalize: bool = doc(
         False, "IPO only: per-token mean log-ratios (TRL) instead of the paper's sums.")
     mode: Literal["offline", "online"] = doc(

@@ -88,12 +88,14 @@ class PPOClipConfig(CriticConfig):
         "reward", "reward: −β·KL_t shaped into r_t before GAE; loss: β·E_t[KL_t] in the loss.")
     kl_loss_estimator: KLEstimator = doc(
         "k3", "Estimator of the loss-side KL term (only when kl_placement = loss).")
-    clip_eps: float | None = doc(0.2, "ε of the ratio clip (Schulman et al. 2017: 0.2).")
-    value_clip: float | None = doc(0.2, "ε_v: clip V within V_old ± ε_v; None: plain MSE.")
-    vf_coef: float = doc(0.1, "c_v: value-loss weight (Huang et al. 2024: 0.1).")
-    ent_coef: float = doc(0.0, "c_e: entropy-bonus weight (0 in RLHF PPO).")
-    gamma: float = doc(1.0, "γ: discount over response tokens.")
-    lam: float = doc(0.95, "λ of GAE.")
+    clip_eps: float | None = doc(0.2, "ε of the ratio clip (Schulman et al. 2017: 0.2).",
+                                  gt=0)
+    value_clip: float | None = doc(0.2, "ε_v: clip V within V_old ± ε_v; None: plain MSE.",
+                                    gt=0)
+    vf_coef: float = doc(0.1, "c_v: value-loss weight (Huang et al. 2024: 0.1).", ge=0)
+    ent_coef: float = doc(0.0, "c_e: entropy-bonus weight (0 in RLHF PPO).", ge=0)
+    gamma: float = doc(1.0, "γ: discount over response tokens.", ge=0, le=1)
+    lam: float = doc(0.95, "λ of GAE.", ge=0, le=1)
     whiten_advantages: Literal["none", "batch", "minibatch"] = doc(
         "batch", "Whiten A_t over the whole batch (TRL, N+), per (micro)batch, or not at all.")
     epochs: int = doc(4, "PPO epochs over each batch (Huang et al. 2024: 4).")

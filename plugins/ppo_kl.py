@@ -70,12 +70,15 @@ def ziegler_kl_coef(kl_coef: float, kl_ref: float, target: float, n: int, horizo
 @dataclass
 class PPOKLConfig(PPOClipConfig):
     clip_eps: float | None = doc(None, "No ratio clip: the adaptive penalty is the trust region.")
-    beta: float = doc(1.0, "Initial β of β·KL(π_old‖πθ) (Schulman et al. 2017: 'not important').")
-    kl_target: float = doc(0.01, "d_targ, the per-token KL(π_old‖πθ) aimed for per update.")
+    beta: float = doc(1.0, "Initial β of β·KL(π_old‖πθ) (Schulman et al. 2017: 'not important').",
+                      gt=0)
+    kl_target: float = doc(0.01, "d_targ, the per-token KL(π_old‖πθ) aimed for per update.",
+                           gt=0)
     adaptive_beta: bool = doc(True, "Halve/double β around d_targ after each update.")
     adaptive_kl_coef: bool = doc(False, "Adapt kl_coef (reference KL) by Ziegler's controller.")
-    kl_ref_target: float = doc(6.0, "Ziegler's target for the sequence KL to π_ref (nats).")
-    kl_horizon: int = doc(10000, "Ziegler's horizon (samples): K_β = n / horizon.")
+    kl_ref_target: float = doc(6.0, "Ziegler's target for the sequence KL to π_ref (nats).",
+                               gt=0)
+    kl_horizon: int = doc(10000, "Ziegler's horizon (samples): K_β = n / horizon.", ge=1)
 
 
 class PPOKL(PPOClip):

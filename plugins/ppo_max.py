@@ -58,7 +58,8 @@ def normalize_reward(scores: Tensor, mean: float, std: float, clip: float | None
 @dataclass
 class PPOMaxConfig(PPOClipConfig):
     reward_norm: bool = doc(True, "Normalize R by the running mean and std of all scores.")
-    reward_clip: float | None = doc(0.8, "δ: clip the normalized R to ±δ (Fig. 6: 0.3, 0.8).")
+    reward_clip: float | None = doc(0.8, "δ: clip the normalized R to ±δ (Fig. 6: 0.3, 0.8).",
+                                     gt=0)
     kl_coef: float = doc(0.05, "η of the token-level KL penalty (Fig. 7: 0.05).")
     kl_placement: Literal["reward", "loss"] = doc("reward", "Token-level: shaped into r_t.")
     lam: float = doc(0.9, "λ of GAE (App. C.3: 0.9).")
@@ -69,9 +70,10 @@ class PPOMaxConfig(PPOClipConfig):
     critic_init: Literal["auto", "reward", "policy"] = doc(
         "auto", "Critic from the reward model (§5.4); auto: the policy when the reward model "
         "is a function or has another tokenizer.")
-    critic_warmup_steps: int = doc(0, "First updates that train the critic only (§5.4).")
-    ptx_coef: float = doc(0.0, "γ_ptx of the PPO-ptx LM loss on the task's SFT texts.")
-    ptx_batch_size: int = doc(8, "SFT texts per micro-batch for the PPO-ptx loss.")
+    critic_warmup_steps: int = doc(0, "First updates that train the critic only (§5.4).",
+                                   ge=0)
+    ptx_coef: float = doc(0.0, "γ_ptx of the PPO-ptx LM loss on the task's SFT texts.", ge=0)
+    ptx_batch_size: int = doc(8, "SFT texts per micro-batch for the PPO-ptx loss.", ge=1)
     epochs: int = doc(1, "Small buffer: each rollout batch is used once.")
     num_minibatches: int = doc(4, "Minibatches per buffer (rollout 128 / train batch 32).")
 

@@ -29,7 +29,8 @@ class ReinforceConfig(AlgorithmConfig):
     baseline: Literal["none", "moving_average", "leave_one_out"] = doc(
         "moving_average", "b(x): none, moving_average (EMA of R̃), leave_one_out (needs k ≥ 2)."
     )
-    baseline_decay: float = doc(0.9, "EMA decay of the moving-average baseline.")
+    baseline_decay: float = doc(0.9, "EMA decay of the moving-average baseline.", ge=0,
+                                 le=1)
 
 
 class Reinforce(Algorithm[ReinforceConfig]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +14,31 @@ from rlkit.errors import DataError
 PREFERENCE_KEYS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) for each non-blank line; DataError for a missing file."""
+def read_text(path: Path) -> str:
+    """A data file's text; a missing, unreadable or non-UTF-8 file is one paragraph naming the
+    file and the line of the first bad byte."""
     if not path.is_file():
         raise DataError(f"File '{path}' does not exist.")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, line.rstrip("\n")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"File '{path}' cannot be read: {exc.strerror}.") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}). Save the file "
+            f"as UTF-8 (e.g. iconv -f latin1 -t utf-8 {path.name} > fixed.{path.suffix.lstrip('.')})."
+        ) from None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) for each non-blank line; DataError for a missing file."""
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip():
+            yield number, line
 
 
 def _json_object(path: Path, number: int, line: str) -> dict[str, Any]:
@@ -87,10 +105,23 @@ def load_text_file(path: str | Path, *, field: str = "text") -> list[str]:
 
 def load_preference_jsonl(path: str | Path) -> list[dict[str, str]]:
     """Preference pairs: JSONL with string keys ``prompt``, ``chosen``, ``rejected``
-    (responses without the prompt)."""
+    (responses without the prompt). A pair whose chosen or rejected response is empty, or
+    whose two responses are the same, teaches nothing (its loss gradient is zero or
+    undefined) and usually means a broken export: refused, naming the line."""
+    path = Path(path)
     pairs = _string_fields(path, PREFERENCE_KEYS)
     if not pairs:
         raise DataError(f"{path}: the file holds no preference pairs.")
+    numbers = [number for number, _ in _lines(path)]
+    for number, pair in zip(numbers, pairs):
+        for key in ("chosen", "rejected"):
+            if not pair[key].strip():
+                raise DataError(f"{path} line {number}: '{key}' is empty; every pair needs two "
+                                f"non-empty responses. Remove or fix the line.")
+        if pair["chosen"].strip() == pair["rejected"].strip():
+            raise DataError(f"{path} line {number}: 'chosen' and 'rejected' are the same text, "
+                            f"so the pair prefers nothing. Remove the line (or fix the export "
+                            f"that wrote it).")
     return pairs
 
 
@@ -102,19 +133,34 @@ def read_prompt_rows(path: str | Path, field: str = "prompt") -> list[dict[str, 
     if not path.is_file():
         raise DataError(f"Prompt file '{path}' does not exist (prompts.train / prompts.eval).")
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or field not in reader.fieldnames:
-                raise DataError(
-                    f"{path}: no column '{field}' (columns: {', '.join(reader.fieldnames or [])}); "
-                    f"set prompts.field."
-                )
-            raw = list(reader)
+        raw = _csv_rows(path, field)
     else:
         raw = read_jsonl(path, required=(field,))
     rows = [_prompt_row(r, field) for r in raw if r.get(field) is not None and str(r[field]).strip()]
     if not rows:
         raise DataError(f"{path}: the prompt set is empty; add at least one non-empty prompt.")
+    return rows
+
+
+def _csv_rows(path: Path, field: str) -> list[dict[str, Any]]:
+    """Rows of a CSV file with a header; a row with more or fewer cells than the header is
+    refused, naming its line (csv would silently pad it with None or pile the rest into an
+    unnamed column)."""
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    header = next(reader, None)
+    if header is None or field not in header:
+        raise DataError(f"{path}: no column '{field}' (columns: {', '.join(header or [])}); "
+                        f"set prompts.field.")
+    rows = []
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            raise DataError(
+                f"{path} line {reader.line_num}: {len(cells)} cells, but the header has "
+                f"{len(header)} ({', '.join(header)}). Quote cells that contain commas, or "
+                f"fix the row.")
+        rows.append(dict(zip(header, cells)))
     return rows
 
 

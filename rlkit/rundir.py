@@ -3,7 +3,8 @@
 ::
 
     <out>/<name>/config.yaml       the resolved config (written before the models are built)
-    <out>/<name>/status.json       one schema: state, error, step, wall_s, pid, heartbeat
+    <out>/<name>/status.json       one schema: state, error, step, total, wall_s, pid, heartbeat
+    <out>/<name>/.lock, .lock.owner  held by the one process writing the run (see DirLock)
     <out>/<name>/metrics.jsonl     one JSON object per step (the jsonl tracker writes it)
     <out>/<name>/samples.jsonl     a few evaluation samples per evaluation
     <out>/<name>/checkpoints/      step_XXXXXX/ (see rlkit.checkpoint)
@@ -17,8 +18,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,7 @@ class Status:
     host: str | None = None
     heartbeat: float | None = None  # time.time() of the last write while running
     traceback: str | None = None
+    total: int | None = None  # the run's total steps (progress displays)
 
     def stale(self, after_s: float = 120.0) -> bool:
         """A "running" status whose process is gone (same host) or silent for ``after_s``."""
@@ -128,10 +134,23 @@ class RunDir:
             return None
 
     def write_status(self, state: str, *, step: int = 0, wall_s: float = 0.0,
-                     error: str | None = None, traceback: str | None = None) -> None:
+                     error: str | None = None, traceback: str | None = None,
+                     total: int | None = None) -> None:
         status = Status(state, error, step, wall_s, os.getpid(), socket.gethostname(),
-                        time.time(), traceback)
+                        time.time(), traceback, total)
         _atomic_write(self.path / STATUS, json.dumps(asdict(status)))
+
+    def lock(self) -> DirLock:
+        """The run directory's lock: one writing process at a time."""
+        return DirLock(self.path, "run directory")
+
+    def clear(self) -> None:
+        """Start over (``rlkit run --restart``): remove the logs, checkpoints, final policy
+        and status of a previous attempt."""
+        for name in (METRICS, SAMPLES, STATUS):
+            (self.path / name).unlink(missing_ok=True)
+        for name in (CHECKPOINTS, POLICY):
+            shutil.rmtree(self.path / name, ignore_errors=True)
 
     def append_samples(self, rows: list[dict[str, Any]]) -> None:
         with (self.path / SAMPLES).open("a", encoding="utf-8") as handle:
@@ -148,6 +167,79 @@ class RunDir:
         """A new run: remove what a previous attempt at step 0 appended."""
         for name in (METRICS, SAMPLES):
             (self.path / name).unlink(missing_ok=True)
+
+
+class DirLock:
+    """An exclusive lock on a directory (``filelock``, an OS lock released when the holder
+    dies, even by SIGKILL), with the holder's pid and host in ``.lock.owner`` so that a second
+    process is told who holds it. ``with DirLock(path, "run directory"):``."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path, self.what = Path(path), what
+        self._lock: Any = None
+
+    @property
+    def owner_file(self) -> Path:
+        return self.path / ".lock.owner"
+
+    def holder(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.owner_file.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> None:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.path / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            held = self.holder()
+            who = (f"process {held.get('pid')} on {held.get('host')} ({held.get('command')})"
+                   if held.get("pid") else "another process")
+            raise LockedError(
+                f"The {self.what} '{self.path}' is in use by {who}: two writers would train "
+                f"the same runs twice. Wait for it to finish, or stop that process (kill "
+                f"{held.get('pid', 'PID')}) and run again; finished work is kept.") from None
+        except OSError as exc:
+            raise ConfigError(f"Cannot lock the {self.what} '{self.path}': {exc.strerror}. "
+                              f"Choose an output directory you can write to.") from None
+        self._lock = lock
+        _atomic_write(self.owner_file, json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+             "command": " ".join(os.path.basename(a) if i == 0 else a
+                                 for i, a in enumerate(sys.argv[:3]))}))
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self.owner_file.unlink(missing_ok=True)
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> DirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class LockedError(ConfigError):
+    """A directory is locked by another live process (its pid is in the message)."""
+
+
+@contextmanager
+def locked(path: Path, what: str) -> Iterator[DirLock]:
+    """``with locked(exp_dir, "experiment directory"):`` (creates the directory)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"Cannot create the {what} '{path}': {exc.strerror}. Choose an "
+                          f"output directory (--out) that you can write to.") from None
+    with DirLock(path, what) as lock:
+        yield lock
 
 
 def truncate_jsonl(path: Path, step: int) -> None:

@@ -29,6 +29,7 @@ def compare_command(ctx: click.Context, experiment: str, out: str, executor: str
     """Run EXPERIMENT (algorithms × seeds × tasks) and write report.md / report.html.
 
     Finished runs are skipped, so rerunning a killed comparison only runs what is left.
+    Exits with status 1 when any run failed (the report is written first and lists them).
     """
     from rlkit.compare.api import compare, write
     from rlkit.plugins import get_plugin_manager
@@ -36,6 +37,13 @@ def compare_command(ctx: click.Context, experiment: str, out: str, executor: str
     pm = get_plugin_manager()
     exp_dir = compare(experiment, overrides, out, workers, executor, report=False,
                       plugins=plugin_files(ctx), pm=pm, echo=click.echo)
-    _, paths = write(exp_dir, pm=pm)
+    summary, paths = write(exp_dir, pm=pm)
     for kind, path in paths.items():
         click.echo(f"{kind}: {path}")
+    failed = summary.experiment.failed
+    if failed:
+        names = ", ".join(r.name for r in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        click.secho(f"{len(failed)} run(s) failed ({names}): see the report's failed-runs "
+                    f"table and each run's status.json; fix the cause and run the same command "
+                    f"again (finished runs are kept).", fg="red", err=True)
+        ctx.exit(1)

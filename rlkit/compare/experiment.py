@@ -124,6 +124,17 @@ class ExperimentFile(BaseModel):
     algorithms: list[str | AlgorithmEntry] = Field(min_length=1)
     tune: TuneSection | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        """The experiment's directory inside ``--out``: never a path."""
+        from rlkit.rundir import check_name
+
+        try:
+            return check_name(value, "experiment name")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("budget")
     @classmethod
     def _budget_keys(cls, value: dict[str, int]) -> dict[str, int]:
@@ -179,6 +190,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
 
 
+def run_name(stem: str, task: str, seed: int) -> str:
+    """The directory name of one run: ``<stem>__<task>__s<seed>``, made path-safe."""
+    return _slug(f"{stem}__{task}__s{seed}")
+
+
+def task_label(task: Mapping[str, Any]) -> str:
+    """A task's name in run names (``custom`` for a task given only by its files)."""
+    return str(task.get("name") or "custom")
+
+
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in extra.items():
@@ -205,7 +226,8 @@ def read_experiment(path: str | Path) -> tuple[ExperimentFile, dict[str, int]]:
                 messages.append(f"{where}: unknown key '{key}'."
                                 f"{did_you_mean(str(err['loc'][-1]), valid)}")
             else:
-                messages.append(f"{where}: key '{key}' = {err.get('input')!r}: {err['msg']}.")
+                msg = str(err["msg"]).removeprefix("Value error, ").rstrip(".")
+                messages.append(f"{where}: key '{key}' = {err.get('input')!r}: {msg}.")
         raise ConfigError("\n".join(messages)) from None
 
 
@@ -244,8 +266,8 @@ def plan_runs(
     for arm in arms:
         for task in exp.task_list:
             for seed in seeds:
-                task_name = task.get("name") or "custom"
-                name = _slug(f"{arm.stem}__{task_name}__s{seed}")
+                task_name = task_label(task)
+                name = run_name(arm.stem, task_name, seed)
                 run_data = _deep_merge(exp.shared, {
                     "name": name, "label": arm.label, "seed": seed,
                     "task": task, "algorithm": {"name": arm.algorithm},

@@ -10,17 +10,38 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rlkit.rundir import CONFIG, FAILED, STATUS, Status, read_status
+from rlkit.compare.progress import WORKER_ENV, GridDisplay
+from rlkit.rundir import (
+    CONFIG,
+    FAILED,
+    RUNNING,
+    STATUS,
+    DirLock,
+    LockedError,
+    Status,
+    check_name,
+    inside,
+    locked,
+    read_status,
+)
+
+#: ``spawn`` (default: a fresh interpreter per run), ``forkserver`` or ``fork`` (faster to
+#: start, for tests on Linux; only safe while the parent has started no threads).
+START_METHOD_ENV = "RLKIT_START_METHOD"
 
 
 @dataclass
@@ -41,29 +62,40 @@ def execute_run(config_data: dict[str, Any], exp_dir: str, plugin_files: list[st
     """Run one config in this process (the body of every executor's task)."""
     import torch
 
+    from rlkit.checkpoint import latest_checkpoint
     from rlkit.config import load_config
     from rlkit.core.run import Run
     from rlkit.plugins import make_plugin_manager, set_plugin_manager
 
     torch.set_num_threads(max(1, threads))
+    os.environ[WORKER_ENV] = "1"  # the parent shows progress; this process prints no bar
     name = config_data["name"]
-    run_dir = Path(exp_dir) / name
+    run_dir = inside(Path(exp_dir), Path(exp_dir) / check_name(name))
     try:
         pm = make_plugin_manager(plugin_files)
         set_plugin_manager(pm)
         config = load_config(data=config_data, algorithms=pm.registry.algorithms)
-        resume = (run_dir / "metrics.jsonl").exists()
-        Run(config, out=exp_dir, resume=resume, pm=pm).train()
+        # from its last checkpoint; a run killed before its first one starts over
+        resume = latest_checkpoint(run_dir) is not None
+        Run(config, out=exp_dir, resume=resume, restart=not resume, pm=pm).train()
         return RunResult(name, "finished")
+    except LockedError as exc:  # another live process writes this run: leave its files alone
+        return RunResult(name, FAILED, str(exc))
     except Exception as exc:  # noqa: BLE001 - isolate: record and let the grid continue
         error = f"{type(exc).__name__}: {exc}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not (run_dir / CONFIG).exists():
-            # failed before the engine wrote it: keep the run's identity for the report
-            (run_dir / CONFIG).write_text(yaml.safe_dump(config_data, sort_keys=False))
-        status = Status(FAILED, error=error, traceback=traceback.format_exc())
-        (run_dir / STATUS).write_text(json.dumps(asdict(status)))
+        record_failure(run_dir, config_data, error, traceback.format_exc())
         return RunResult(name, FAILED, error)
+
+
+def record_failure(run_dir: Path, config_data: dict[str, Any], error: str,
+                   trace: str | None = None) -> None:
+    """Mark ``run_dir`` failed with ``error``; a run that failed before the engine wrote its
+    config keeps ``config_data`` as its identity, so the report lists it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / CONFIG).exists():
+        (run_dir / CONFIG).write_text(yaml.safe_dump(config_data, sort_keys=False))
+    status = Status(FAILED, error=error, traceback=trace)
+    (run_dir / STATUS).write_text(json.dumps(asdict(status)))
 
 
 def run_grid(
@@ -71,57 +103,125 @@ def run_grid(
     workers: int | None = None, plugin_files: list[str] | None = None,
     on_result: Callable[[RunResult], None] | None = None,
 ) -> list[RunResult]:
-    """Run every config not yet finished; return one result per config."""
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    """Run every config not yet finished; return one result per config.
+
+    The experiment directory is locked for the whole grid: a second ``rlkit compare`` on the
+    same directory stops with an error naming this process, so nothing is trained twice. A
+    run still written by a live process (a leftover worker of a killed compare) is refused
+    the same way; one whose status says "running" but whose process is gone is resumed.
+    """
+    exp_dir = Path(exp_dir)
+    with locked(exp_dir, "experiment directory"):
+        return _run_grid(configs, exp_dir, executor, workers, plugin_files, on_result)
+
+
+def _check_not_held(run_dir: Path) -> None:
+    """Raise :class:`LockedError` (naming the process) when a live process holds the run."""
+    if (run_dir / ".lock").exists():
+        probe = DirLock(run_dir, "run directory")
+        probe.acquire()
+        probe.release()
+
+
+def _run_grid(configs: list[dict[str, Any]], exp_dir: Path, executor: str,
+              workers: int | None, plugin_files: list[str] | None,
+              on_result: Callable[[RunResult], None] | None) -> list[RunResult]:
     plugin_files = [str(Path(p).resolve()) for p in plugin_files or []]
     results, todo = [], []
     for data in configs:
-        if run_state(exp_dir / data["name"]) == "finished":
+        run_dir = inside(exp_dir, exp_dir / check_name(data["name"]))
+        if run_state(run_dir) == "finished":
             result = RunResult(data["name"], "skipped")
             results.append(result)
             if on_result:
                 on_result(result)
         else:
+            _check_not_held(run_dir)
             todo.append(data)
     if not todo:
         return results
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, len(todo)))
     threads = max(1, cores // workers)
-    if executor == "ray":
-        new = _run_ray(todo, exp_dir, plugin_files, threads, on_result)
-    elif workers == 1:
-        new = []
-        for data in todo:
-            result = execute_run(data, str(exp_dir), plugin_files, threads)
-            new.append(result)
-            if on_result:
-                on_result(result)
-    else:
-        new = []
+    display: AbstractContextManager[Any] = (
+        GridDisplay(exp_dir, [d["name"] for d in todo]) if GridDisplay.wanted()
+        else nullcontext())
+
+    def report(result: RunResult, shown: Any) -> None:
+        new.append(result)
+        if shown is not None:
+            shown.finished(result.name)
+        if on_result:
+            on_result(result)
+
+    new: list[RunResult] = []
+    with display as shown:
+        if executor == "ray":
+            _run_ray(todo, exp_dir, plugin_files, threads, lambda r: report(r, shown), shown)
+            return results + new
+        # always a process per run, even one worker at a time: isolation, and each run's
+        # peak memory is its own process's
         with _process_pool(workers) as pool:
-            futures = [pool.submit(execute_run, d, str(exp_dir), plugin_files, threads)
-                       for d in todo]
-            for future in as_completed(futures):
-                result = future.result()
-                new.append(result)
-                if on_result:
-                    on_result(result)
+            futures = {pool.submit(execute_run, d, str(exp_dir), plugin_files, threads): d
+                       for d in todo}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    data = futures[future]
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # noqa: BLE001 - the worker process died
+                        result = _lost_worker(exp_dir, data, exc)
+                    report(result, shown)
+                if shown is not None:
+                    shown.poll()
     return results + new
+
+
+def _lost_worker(exp_dir: Path, data: dict[str, Any], exc: BaseException) -> RunResult:
+    """A worker process that died without a result (killed, out of memory): the run is
+    recorded as failed unless it finished or another live process holds it."""
+    error = (f"the worker process running it died ({type(exc).__name__}: {exc}); it may have "
+             f"been killed or run out of memory. Run the compare again to resume it.")
+    run_dir = exp_dir / data["name"]
+    status = read_status(run_dir)
+    state = status.state if status is not None else None
+    gone = status is not None and status.stale(after_s=float("inf"))  # its process is dead
+    if state not in ("finished", RUNNING) or gone:
+        record_failure(run_dir, data, error)
+    return RunResult(data["name"], FAILED, error)
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: no progress bar of its own, and exit when the parent dies (a killed
+    ``rlkit compare`` leaves no worker training on behind it)."""
+    os.environ[WORKER_ENV] = "1"
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="rlkit-parent-watch", daemon=True).start()
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor:
     """spawn: a fresh interpreter per worker (fork after torch has started threads
     deadlocks); one process per run (Python ≥ 3.11): isolation, and an honest per-run peak
-    memory."""
-    context = mp.get_context("spawn")
+    memory. ``RLKIT_START_METHOD`` may choose forkserver or fork instead."""
+    method = os.environ.get(START_METHOD_ENV, "spawn")
+    context = mp.get_context(method)
+    extra: dict[str, Any] = {"initializer": _worker_init, "initargs": (os.getpid(),)}
     if sys.version_info >= (3, 11):
-        return ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1)
-    return ProcessPoolExecutor(workers, mp_context=context)  # pragma: no cover
+        extra["max_tasks_per_child"] = 1
+    return ProcessPoolExecutor(workers, mp_context=context, **extra)
 
 
 def _run_ray(todo: list[dict[str, Any]], exp_dir: Path, plugin_files: list[str], threads: int,
-             on_result: Callable[[RunResult], None] | None) -> list[RunResult]:
+             on_result: Callable[[RunResult], None] | None,
+             display: GridDisplay | None = None) -> list[RunResult]:
     try:
         import ray
     except ImportError:
@@ -135,7 +235,9 @@ def _run_ray(todo: list[dict[str, Any]], exp_dir: Path, plugin_files: list[str],
     pending = {remote.remote(d, str(exp_dir), plugin_files, threads): d["name"] for d in todo}
     results = []
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        if display is not None:
+            display.poll()
         for ref in done:
             pending.pop(ref)
             result = ray.get(ref)

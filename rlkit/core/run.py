@@ -67,10 +67,32 @@ __all__ = ["Run", "peak_memory_mb", "stream_seed"]
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """This process's peak: resident high-water mark (CPU) or allocated peak (GPU)."""
+    """This run's peak memory: on GPU the peak allocated by torch on its device; on CPU the
+    resident high-water mark of this process's own address space (``VmHWM``, reset when the
+    run starts by :func:`reset_peak_memory`, so a process that runs several runs in turn —
+    a Ray worker, a test — measures each run alone; the grid runs each run in its own
+    process anyway). Falls back to ``ru_maxrss`` (the process's lifetime peak) off Linux."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start this run's peak-memory measurement from the memory in use now."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:  # Linux ≥ 4.0: "5" resets VmHWM to the current resident set size
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        pass
 
 
 def n_params(model: torch.nn.Module | None) -> int:
@@ -81,12 +103,14 @@ class Run:
     """A single training run."""
 
     def __init__(self, config: RunConfig, *, out: str | Path | None = None, resume: bool = False,
-                 pm: PluginManager | None = None, force: bool = False) -> None:
+                 pm: PluginManager | None = None, force: bool = False,
+                 restart: bool = False) -> None:
         self.config = config
         self.pm = pm or get_plugin_manager()
         self.dir = RunDir(out if out is not None else config.out, config.name)
         self.run_dir = self.dir.path
-        self.resume, self.force = resume, force
+        self.resume, self.force, self.restart = resume, force, restart
+        self._check_run_dir()  # before building anything: a refusal costs no set-up time
         self.step = 0
         self.samples_seen = self.tokens_seen = self.optimizer_steps = 0
         self.flops = 0.0
@@ -109,6 +133,7 @@ class Run:
         except RuntimeError as exc:
             raise ConfigError(f"train.device={cfg.train.device!r}: {exc}. Use 'auto', 'cpu' or "
                               f"'cuda[:N]'.") from None
+        _check_device(self.device, cfg.train.device)
         self._setup_parallel()
         self.task = self.pm.task(cfg.task.name)(cfg.task.options) if cfg.task.name else None
         self.train_rows, eval_rows = self._load_prompts()
@@ -129,7 +154,9 @@ class Run:
         self.total_steps = self._total_steps()
         self.algorithm: Algorithm[Any] = self.algorithm_class(self.algo_config, self.total_steps)
 
-        self.policy, self.tokenizer = load_policy(cfg, self.task, self.pm.hook)
+        self.policy, self.tokenizer = _loading("policy", cfg.policy.model, load_policy, cfg,
+                                               self.task, self.pm.hook)
+        self._check_context()
         self._setup_policy()
         self.reference = reference_of(self.policy) if self.spec.needs_reference else None
         self._place_reference()
@@ -288,7 +315,7 @@ class Run:
             source: RewardSource
             if isinstance(found, type) and issubclass(found, RewardSource):
                 source = found(self.ctx, entry.options)
-            elif found is not None:
+            elif callable(found):
                 source = FunctionReward(spec, found)
             else:
                 loaded = self.pm.hook.rlkit_load_model(spec=spec, role="reward", run_config=cfg)
@@ -453,12 +480,22 @@ class Run:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             raise ConfigError(
-                f"--resume: '{self.run_dir}' holds no checkpoint to resume from. Run without "
-                f"--resume to start it over (this replaces its logs), or set checkpoint.every "
-                f"so that long runs leave checkpoints.")
+                f"--resume: '{self.run_dir}' holds no checkpoint to resume from (it was "
+                f"stopped before its first one). Start it over with --restart (this deletes its "
+                f"logs), and set checkpoint.every so that long runs leave checkpoints.")
         lora = is_lora(self.policy)
-        state = load_checkpoint(ckpt, self._models(), ["optimizer", "scheduler", "algorithm",
-                                                       "rng", "meta"] + ["adapter"] * lora)
+        try:
+            state = load_checkpoint(ckpt, self._models(), ["optimizer", "scheduler",
+                                                           "algorithm", "rng", "meta"]
+                                    + ["adapter"] * lora)
+        except Exception as exc:  # noqa: BLE001 - safetensors, JSON, shape errors alike
+            older = sorted(ckpt.parent.glob("step_*"))[:-1]
+            fix = (f"delete it to resume from the one before ({older[-1].name})" if older
+                   else "start the run over with --restart")
+            raise ConfigError(
+                f"--resume: the checkpoint '{ckpt}' is unreadable or damaged "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"{fix}.") from None
         if lora:
             load_adapter_state(self.policy, state["adapter"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -470,6 +507,46 @@ class Run:
         self.optimizer_steps = int(meta.get("optimizer_steps", 0))
         self.flops = float(meta.get("flops", 0.0))
         self.wall_offset = meta["wall_s"]
+
+    def _check_run_dir(self) -> None:
+        """A new run never overwrites an existing one; a resumed one continues the same run."""
+        if self.resume:
+            if latest_checkpoint(self.run_dir) is None:
+                raise ConfigError(
+                    f"--resume: '{self.run_dir}' holds no checkpoint to resume from (it was "
+                    f"stopped before its first one, or never started). Start it over with "
+                    f"--restart (this deletes its logs), and set checkpoint.every so that long "
+                    f"runs leave checkpoints.")
+            self._check_same_config()
+        elif self.dir.has_run() and not self.restart:
+            raise ConfigError(
+                f"Run directory '{self.run_dir}' already holds a run. Pass --resume to continue "
+                f"it, --restart to start it over (deleting its logs and checkpoints), or choose "
+                f"another name (--set name=...) or --out directory.")
+
+    def _check_context(self) -> None:
+        """Every prompt plus the longest response must fit the policy's context window;
+        past it the position embeddings have no entry and the model fails mid-run."""
+        mc = getattr(self.policy, "config", None)
+        limit = getattr(mc, "n_positions", None) or getattr(mc, "max_position_embeddings", None)
+        if not isinstance(limit, int):
+            return
+        cfg = self.config
+        new = max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens or 0)
+        rows = self.train_rows + self.eval_rows + self.select_rows
+        prompts = list(dict.fromkeys(r["prompt"] for r in rows))
+        lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]] if prompts else [0]
+        longest = max(range(len(lengths)), key=lengths.__getitem__)
+        if lengths[longest] + new <= limit:
+            return
+        fit = max(0, limit - new)
+        raise ConfigError(
+            f"The longest prompt has {lengths[longest]} tokens ({prompts[longest][:60]!r}...); "
+            f"with up to {new} new tokens (rollout/eval max_new_tokens) that needs "
+            f"{lengths[longest] + new} positions, but the policy's context holds {limit}. "
+            f"Shorten the prompts to at most {fit} tokens (prompts.max_words cuts each to its "
+            f"first N words), or lower rollout.max_new_tokens, or use a model with a longer "
+            f"context.")
 
     def _check_same_config(self) -> None:
         """Resume continues the same run: a changed config is refused with the changed keys."""
@@ -495,7 +572,7 @@ class Run:
         if not self.dist.is_main:
             return
         self.dir.write_status(state, step=self.step, wall_s=self.wall(), error=error,
-                              traceback=tb)
+                              traceback=tb, total=self.total_steps)
 
     def _trackers(self) -> list[Any]:
         if not self.dist.is_main:
@@ -510,32 +587,16 @@ class Run:
         if not self.dist.is_main:  # rank 0 holds the lock and writes; the others only read
             return self._train()
         self.dir.create()
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(str(self.run_dir / ".lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            from rlkit.rundir import read_status
-
-            st = read_status(self.run_dir)
-            holder = f" (process {st.pid} on {st.host})" if st and st.pid else ""
-            raise ConfigError(f"Run directory '{self.run_dir}' is in use by another rlkit "
-                              f"process{holder}; wait for it or stop it first.") from None
-        try:
+        with self.dir.lock():  # one writer per run directory (a second names this process)
             return self._train()
-        finally:
-            lock.release()
 
     def _train(self) -> dict[str, float]:
-        if not self.resume and self.dir.has_run():
-            raise ConfigError(
-                f"Run directory '{self.run_dir}' already holds a run. Pass --resume to continue "
-                f"it, or choose another name (--set name=...) or --out directory."
-            )
+        self._check_run_dir()  # again, now that this process holds the lock
+        if self.restart and self.dist.is_main:
+            self.dir.clear()
         self._t0 = time.perf_counter()
+        reset_peak_memory(self.device)
         if self.resume:
-            self._check_same_config()
             self._restore()
             self._t0 = time.perf_counter()
         self.dist.barrier()  # every rank has read the run directory before rank 0 writes
@@ -594,7 +655,9 @@ class Run:
         try:
             exp, info = self.batch(step)
         except NonFiniteError as exc:
-            raise exc.at_step(step) from None
+            if not cfg.train.skip_nonfinite:
+                raise exc.at_step(step) from None
+            return self._skip_step(step, trackers)
         with torch.no_grad():
             prepared = self.algorithm.prepare(exp)
         t_rollout = time.perf_counter()
@@ -636,12 +699,68 @@ class Run:
         self._write_status("running")  # the heartbeat
         return row
 
+    def _skip_step(self, step: int, trackers: list[Any]) -> dict[str, float]:
+        """``train.skip_nonfinite``: a batch with non-finite rewards is not trained on; the
+        step is logged with ``train/nonfinite_skipped`` = 1 (evaluation and checkpoints as
+        usual), so the skip is counted, never silent."""
+        self.step = step
+        row: dict[str, float] = {**self._axes(), M.NONFINITE_SKIPPED: 1.0}
+        every = self.config.eval.every
+        if (every and step % every == 0) or step == self.total_steps:
+            row |= self.evaluate(step)
+        for tracker in trackers:
+            tracker.log(row)
+        every = self.config.checkpoint.every
+        if every and step % every == 0 and step < self.total_steps:
+            self.save_checkpoint()
+        self._write_status("running")
+        return row
+
     def _save_final_policy(self) -> None:
         """``policy/``: a Hugging Face model; under LoRA merged (``train.save_merged``) or the
         adapter in peft format."""
         if self.dist.is_main:
             save_policy(self.policy, self.tokenizer, self.run_dir / "policy",
                         merged=self.config.train.save_merged)
+
+
+def _check_device(device: torch.device, name: str) -> None:
+    """A GPU the machine lacks is one paragraph here, not a CUDA assertion mid-set-up."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"train.device={name!r}, but torch sees no CUDA GPU here (torch "
+                              f"{torch.__version__}, CUDA build: {torch.version.cuda}). Use "
+                              f"train.device=cpu or auto, or install a CUDA build of torch.")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"train.device={name!r}, but this machine has {count} GPU(s): "
+                              f"cuda:0 .. cuda:{count - 1}.")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={name!r}, but MPS is not available here. Use "
+                          f"train.device=cpu or auto.")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"train.device={name!r}: rlkit runs on 'cpu', 'cuda[:N]' or 'mps' "
+                          f"(or 'auto').")
+
+
+def _loading(role: str, spec: Any, load: Any, *args: Any) -> Any:
+    """``load(*args)``; weights that cannot be read (damaged or truncated files) become one
+    paragraph naming the model."""
+    try:
+        return load(*args)
+    except RlkitError:
+        raise
+    except Exception as exc:
+        module = type(exc).__module__ or ""
+        if not (isinstance(exc, (OSError, EOFError)) or "safetensors" in module
+                or "safetensor" in type(exc).__name__.lower()
+                or "pickle" in type(exc).__name__.lower()):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ConfigError(
+            f"Cannot load the {role} '{spec}': its weights are unreadable or damaged "
+            f"({type(exc).__name__}: {first}). Re-download or re-save the model (e.g. rerun "
+            f"`rlkit sft` / `rlkit prepare`), or point {role}.model elsewhere.") from None
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

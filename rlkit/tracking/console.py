@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,7 +19,10 @@ def _fmt(row: dict[str, float], key: str, spec: str = ".3f") -> str:
 class ConsoleTracker(Tracker):
     def __init__(self, info: RunInfo) -> None:
         super().__init__(info)
-        self.interactive = sys.stderr.isatty()
+        # In a grid worker the parent process shows one display for every run (fed by the
+        # runs' status files); a worker printing its own bar would overwrite the others'.
+        self.quiet = os.environ.get("RLKIT_GRID_WORKER") == "1"
+        self.interactive = sys.stderr.isatty() and not self.quiet
         self.every = max(1, info.total_steps // 10)
         self.progress = None
         if self.interactive:
@@ -44,6 +48,8 @@ class ConsoleTracker(Tracker):
         step = int(row.get("train/step", 0))
         if self.progress is not None:
             self.progress.update(self.task, completed=step, status=self._status(row))
+        elif self.quiet:
+            return
         elif step % self.every == 0 or step == self.info.total_steps or "eval/reward" in row:
             print(f"[{self.info.name}] step {step}/{self.info.total_steps}  {self._status(row)}",
                   file=sys.stderr, flush=True)

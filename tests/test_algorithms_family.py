@@ -21,6 +21,7 @@ import torch
 from rlkit import ops
 from rlkit.algorithm import Experience, PolicyOutput
 from rlkit.errors import ConfigError, RlkitError
+from rlkit.testing import conformance_suite
 from rlkit_plugins.dpo import DPO, DPOConfig, dpo_loss
 from rlkit_plugins.grpo import GRPO, GRPOConfig, grpo_loss
 from rlkit_plugins.kto import KTO, KTOConfig, kto_loss, kto_reference_point
@@ -737,3 +738,15 @@ def test_docs_list_every_default_the_new_plugins_set(name):
     for field, (default, doc) in config_docs(config).items():
         if parent.get(field) != (default, doc):
             assert f"| `{field}` | `{default!r}` | {doc} |" in section, (name, field)
+
+
+# ---------------------------------------------------------------------------------------------
+# conformance: each new algorithm in tiny real runs on the toy task (rlkit.testing)
+# ---------------------------------------------------------------------------------------------
+
+test_conformance_grpo = conformance_suite("grpo")
+test_conformance_rloo = conformance_suite("rloo")
+test_conformance_reinforce_pp = conformance_suite("reinforce_pp")
+test_conformance_kto = conformance_suite("kto")
+test_conformance_simpo = conformance_suite("simpo")
+test_conformance_orpo = conformance_suite("orpo")

@@ -287,7 +287,7 @@ class Run:
                 n_eval = max(1, int(len(train) * pc.eval_fraction)) if len(train) > 1 else 0
                 held_out = [train[i] for i in order[:n_eval]] or list(train)
                 train = [train[i] for i in order[n_eval:]] or list(train)
-            return train, held_out
+            return first_words_rows(train, pc.max_words), first_words_rows(held_out, pc.max_words)
         if self.task is None:
             raise ConfigError(
                 "No prompts: set task.name to a registered task (e.g. 'reviews') or "
@@ -720,8 +720,19 @@ class Run:
         """``policy/``: a Hugging Face model; under LoRA merged (``train.save_merged``) or the
         adapter in peft format."""
         if self.dist.is_main:
+            _plain_tokenizer_state(self.tokenizer)
             save_policy(self.policy, self.tokenizer, self.run_dir / "policy",
                         merged=self.config.train.save_merged)
+
+
+def _plain_tokenizer_state(tokenizer: Any) -> None:
+    """A fast tokenizer keeps the padding/truncation of its last call, and saves it in
+    tokenizer.json; they are per-call settings, so they are turned off before saving: the
+    saved files then do not depend on which call came last (a resumed run saves the same)."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is not None and hasattr(backend, "no_padding"):
+        backend.no_padding()
+        backend.no_truncation()
 
 
 def _check_device(device: torch.device, name: str) -> None:

@@ -119,3 +119,82 @@ def test_bootstrap_band_is_seeded_and_brackets_the_mean():
     assert np.all(a.low <= a.mean) and np.all(a.mean <= a.high) and np.all(a.low < a.high)
     one = stats.bootstrap_band(np.arange(7), ys[:1])
     np.testing.assert_array_equal(one.low, one.high)  # one seed: no spread to show
+
+
+# --------------------------------------------------------------------------- honest aggregates
+
+
+def test_aggregate_is_a_range_below_five_seeds_and_an_iqm_interval_from_five():
+    three = stats.aggregate([0.1, 0.5, 0.3], n_resamples=200)
+    assert (three.centre, three.interval) == ("mean", "range")  # IQM would trim nothing
+    assert three.point == pytest.approx(0.3) and (three.low, three.high) == (0.1, 0.5)
+    assert three.header() == "mean [range over 3 seeds]" and "95" not in three.header()
+
+    four = stats.aggregate([0.0, 1.0, 2.0, 10.0], n_resamples=200)
+    assert (four.centre, four.interval) == ("IQM", "range")  # 4 runs: one trimmed per end
+    assert four.point == pytest.approx(1.5) and (four.low, four.high) == (0.0, 10.0)
+
+    six = stats.aggregate([0.1, 0.5, 0.3, 0.2, 0.4, 0.35], n_resamples=500, seed=3)
+    assert (six.centre, six.interval, six.header()) == ("IQM", "ci", "IQM [95% CI]")
+    assert six.point == pytest.approx(stats.iqm([0.1, 0.5, 0.3, 0.2, 0.4, 0.35]))
+    assert six.low < six.point < six.high
+
+    one = stats.aggregate([0.7])
+    assert one.interval == "none" and one.low == one.high == one.point == 0.7
+
+
+def test_curve_band_is_the_min_max_range_below_five_seeds():
+    ys = np.array([[0.0, 1.0, 2.0], [1.0, 3.0, 2.0], [2.0, 2.0, 5.0]])
+    band = stats.curve_band(np.arange(3), ys)
+    assert band.interval == "range" and "range over 3" in band.describe()
+    np.testing.assert_array_equal(band.low, [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(band.high, [2.0, 3.0, 5.0])
+    rng = np.random.default_rng(0)
+    assert stats.curve_band(np.arange(3), rng.normal(size=(5, 3)), n_resamples=100).interval == "ci"
+
+
+def test_seeds_for_power_on_hand_values():
+    # s_a² = 0.04, s_b² = 0.09, δ = 0.4: (1.959964 + 0.841621)² · 0.13 / 0.16 = 6.377 → 7
+    a, b = [0.0, 0.2, 0.4], [0.3, 0.6, 0.9]
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
+    assert z**2 == pytest.approx(7.848879, abs=1e-5)
+    assert stats.seeds_for_power(a, b) == 7 == stats.seeds_for_power(b, a)
+    # half the difference needs four times the seeds: 25.5 → 26
+    assert stats.seeds_for_power([0.0, 0.2, 0.4], [0.1, 0.4, 0.7]) == math.ceil(z**2 * 0.13 / 0.04)
+    assert stats.seeds_for_power([1.0, 2.0], [1.0, 2.0]) == math.inf  # no difference observed
+    assert math.isnan(stats.seeds_for_power([1.0], [1.0, 2.0]))  # variance unknown
+    assert stats.seeds_for_power([1.0, 1.0], [2.0, 2.0]) == 2  # no noise: a variance needs 2
+    pair = stats.pairwise_comparisons({"a": np.array(b), "b": np.array(a)}, seed=0)[0]
+    assert pair.seeds_for_power == 7
+
+
+def test_normalized_auc_on_hand_values():
+    # trapezoids: 10·(0+1)/2 + 20·(1+1)/2 = 25 over a span of 30
+    assert stats.normalized_auc([0, 10, 30], [0, 1, 1]) == pytest.approx(25 / 30)
+    assert stats.normalized_auc([30, 0, 10], [1, 0, 1]) == pytest.approx(25 / 30)  # unsorted
+    assert stats.normalized_auc([100, 200], [2, 4]) == pytest.approx(3.0)  # average height
+    assert math.isnan(stats.normalized_auc([5], [1]))
+    assert math.isnan(stats.normalized_auc([5, 5], [1, 2]))
+
+
+def test_stratified_bootstrap_keeps_three_draws_per_task():
+    # review probe m2: a pooled bootstrap would mix the tasks' draws
+    scores = np.array([[0.0, 100.0], [1.0, 101.0], [2.0, 102.0]])  # [3 runs, 2 tasks]
+    reps = stats.stratified_bootstrap(scores, n_resamples=400, seed=0)
+    assert reps.shape == (400, 6)
+    assert np.isin(reps[:, :3], [0.0, 1.0, 2.0]).all()  # task 0's columns: its runs only
+    assert np.isin(reps[:, 3:], [100.0, 101.0, 102.0]).all()
+    assert ((reps < 50).sum(axis=1) == 3).all()  # every replicate: exactly 3 per task
+
+
+def test_stratified_interval_differs_from_a_pooled_one():
+    # With tasks as strata every replicate holds 3 low and 3 high scores; the IQM drops one
+    # of each end and averages 2 low + 2 high, so it always lies in [50, 52]. Resampling the 6
+    # pooled scores instead draws e.g. 5 low + 1 high (IQM ≈ 1): a far wider interval.
+    scores = np.array([[0.0, 100.0], [1.0, 101.0], [2.0, 102.0]])
+    ci = stats.iqm_ci(scores, seed=0, n_resamples=2000)
+    assert 50.0 <= ci.low <= ci.point <= ci.high <= 52.0
+    rng = np.random.default_rng(0)
+    pooled = stats.flat(scores)[rng.integers(0, 6, size=(2000, 6))]
+    lo, hi = np.percentile(stats.iqm_rows(pooled), [2.5, 97.5])
+    assert lo < 40 and hi > 60

@@ -54,10 +54,12 @@ def prepare_tasks(planned: Iterable[PlannedRun], pm: PluginManager, echo: Echo =
 
 def run_planned(planned: list[PlannedRun], exp_dir: Path, *, pm: PluginManager,
                 plugin_files: Iterable[str] = (), workers: int | None = 1,
-                executor: str = "local", echo: Echo = _quiet) -> list[RunResult]:
-    """Prepare the tasks, then run every planned run not yet finished (resumable, isolated),
-    echoing one line per run."""
-    prepare_tasks(planned, pm, echo)
+                executor: str = "local", echo: Echo = _quiet,
+                prepare: bool = True) -> list[RunResult]:
+    """Prepare the tasks (unless already done), then run every planned run not yet finished
+    (resumable, isolated), echoing one line per run."""
+    if prepare:
+        prepare_tasks(planned, pm, echo)
     done = [0]
 
     def progress(result: RunResult) -> None:

@@ -51,6 +51,10 @@ CURVE_AXES: dict[str, str] = {SAMPLES: "samples", OPTIMIZER_STEPS: "optimizer_st
                               TOKENS: "tokens", FLOPS: "flops", WALL: "wall"}
 
 
+#: every metric is drawn against these; ranked metrics against every axis of CURVE_AXES
+PRIMARY_AXES = (SAMPLES, WALL)
+
+
 def curve_name(metric: str, x_key: str) -> str:
     """The figure name of ``metric`` against ``x_key``."""
     return f"curve_{metric.replace('/', '_')}_vs_{CURVE_AXES[x_key]}"
@@ -252,12 +256,15 @@ def make_figures(exp: Experiment, out_dir: Path, seed: int = 0,
                  catalog: dict[str, MetricInfo] | None = None) -> dict[str, Path]:
     """Every figure the logs support, written under ``out_dir``; name → PNG path.
 
-    Names are ``curve_<metric>_vs_<axis>`` (axis: :data:`CURVE_AXES`; axes no run logged are
-    skipped), ``frontier`` and ``proxy_vs_gold``, in the order the report shows them.
+    Names are ``curve_<metric>_vs_<axis>`` (axis: :data:`CURVE_AXES` for ranked metrics,
+    :data:`PRIMARY_AXES` for the others; axes no run logged are skipped), ``frontier`` and
+    ``proxy_vs_gold``, in the order the report shows them.
     """
     out: dict[str, Path] = {}
     for x_key in CURVE_AXES:
         for m in ranked_eval_metrics(catalog or catalogue()):
+            if m.goal == "none" and x_key not in PRIMARY_AXES:
+                continue  # descriptive metrics (KL, length): against samples and wall only
             name = curve_name(m.key, x_key)
             written = plot_learning_curve(exp, m.key, x_key, out_dir / f"{name}.png", seed, m)
             if written is not None:

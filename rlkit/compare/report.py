@@ -267,8 +267,9 @@ def metric_blocks(summary: Summary) -> list[Block]:
     return blocks
 
 
-def pairwise_section(summary: Summary, key: str, level: int = 3) -> list[Block]:
-    """The pairwise table of one ranked metric."""
+def pairwise_section(summary: Summary, key: str, level: int = 3,
+                     title: str | None = None) -> list[Block]:
+    """The pairwise table of one ranked metric (headed by the metric's title)."""
     pairs = summary.pairwise.get(key, [])
     if not pairs:
         return []
@@ -289,8 +290,8 @@ def pairwise_section(summary: Summary, key: str, level: int = 3) -> list[Block]:
         ])
     headers = ["A", "B", "seeds", f"P(A > B){conf}", f"mean A − B{conf}", "Welch t (df)",
                "p", "p (BH)", f"seeds per arm for {POWER:.0%} power", "verdict"]
-    return [Heading(level, summary.catalog[key].title if key in summary.catalog
-                    else info(key).title), Table(headers, rows)]
+    heading = title or (summary.catalog[key] if key in summary.catalog else info(key)).title
+    return [Heading(level, heading), Table(headers, rows)]
 
 
 def pairwise_blocks(summary: Summary) -> list[Block]:

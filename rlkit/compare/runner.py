@@ -199,10 +199,15 @@ def _worker_init(parent: int) -> None:
     os.environ[WORKER_ENV] = "1"
 
     def watch() -> None:
+        # the parent's pid, not getppid(): under forkserver the parent is the fork server
         while True:
             time.sleep(0.5)
-            if os.getppid() != parent:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
                 os.kill(os.getpid(), signal.SIGKILL)
+            except PermissionError:
+                pass
 
     threading.Thread(target=watch, name="rlkit-parent-watch", daemon=True).start()
 
@@ -214,7 +219,7 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     method = os.environ.get(START_METHOD_ENV, "spawn")
     context = mp.get_context(method)
     extra: dict[str, Any] = {"initializer": _worker_init, "initargs": (os.getpid(),)}
-    if sys.version_info >= (3, 11):
+    if sys.version_info >= (3, 11) and method != "fork":  # fork refuses max_tasks_per_child
         extra["max_tasks_per_child"] = 1
     return ProcessPoolExecutor(workers, mp_context=context, **extra)
 

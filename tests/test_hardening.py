@@ -73,6 +73,14 @@ class NanLoss(Reinforce):
         loss, metrics = super().loss(batch, out)
         return loss * math.nan, {**metrics, "nan_loss/term": loss.detach() * math.nan}
 
+class NanGrad(Reinforce):
+    """A finite loss whose gradient is NaN: d/dx sqrt(0·x) = 0 · inf."""
+    name = "nan_grad"
+
+    def loss(self, batch, out):
+        loss, metrics = super().loss(batch, out)
+        return loss + (out.logprobs.sum() * 0.0).sqrt(), metrics
+
 @rlkit.hookimpl
 def rlkit_register_rewards(register):
     register("nan_after_step_1", nan_after_step_1)
@@ -83,6 +91,7 @@ def rlkit_register_rewards(register):
 def rlkit_register_algorithms(register):
     register(Bounded)
     register(NanLoss)
+    register(NanGrad)
 
 @rlkit.hookimpl
 def rlkit_run_start(ctx):
@@ -352,6 +361,13 @@ def test_nonfinite_loss_names_the_algorithm_and_the_term(tmp_path):
     assert not (tmp_path / "runs" / "tiny" / "checkpoints").exists()  # weights never saved
 
 
+def test_nonfinite_gradient_norm_is_caught_before_the_step(tmp_path):
+    plugin = plugin_file(tmp_path)
+    config = tiny_config(**{"algorithm.name": "nan_grad"})
+    refused(run(tmp_path, config, plugins=(plugin,)), "at step 1", "the gradient norm",
+            "the optimizer step was not taken")
+
+
 def test_skip_nonfinite_counts_the_skipped_batches(tmp_path, monkeypatch):
     plugin = plugin_file(tmp_path)
     monkeypatch.setenv("RLKIT_TEST_NAN", "1")
@@ -579,6 +595,15 @@ def test_prompt_longer_than_the_context(tmp_path):
     # the fix the message names works
     assert run(tmp_path, tiny_config(**{"prompts.train": str(prompts), "prompts.max_words": 8,
                                         "name": "cut"})).exit_code == 0
+    # preference pairs are checked too
+    prefs = tmp_path / "prefs.jsonl"
+    pairs = [{"prompt": "a film", "chosen": "good good", "rejected": "bad"},
+             {"prompt": " ".join(["good"] * 40), "chosen": "good", "rejected": "bad"}]
+    prefs.write_text("\n".join(json.dumps(p) for p in pairs) + "\n")
+    config = tiny_config(**{"algorithm": {"name": "dpo"}, "preferences": str(prefs),
+                            "name": "dpo"})
+    refused(run(tmp_path, config), "preferences prompt has 40 tokens",
+            f"context holds {TINY_POLICY['n_positions']}", "Shorten")
 
 
 def test_duplicate_yaml_keys_name_both_lines(tmp_path):

@@ -129,7 +129,23 @@ class _GivenResponses(DataKind):
                         "are cut to it; raise rollout.max_new_tokens to train on them whole.",
                         cut, len(out), limit)
         self.truncated = cut
+        self._check_context(out)
         return out
+
+    def _check_context(self, items: list[tuple[Any, ...]]) -> None:
+        """A prompt + response past the policy's context window would fail mid-run (no
+        position embedding for it): refused up front, saying what to change."""
+        mc = getattr(self.maker.policy, "config", None)
+        window = getattr(mc, "n_positions", None) or getattr(mc, "max_position_embeddings", None)
+        if not isinstance(window, int) or not items:
+            return
+        prompt, ids, body = max(items, key=lambda item: len(item[1]) + len(item[2]))
+        if len(ids) + len(body) > window:
+            raise ConfigError(
+                f"A {self.name} prompt has {len(ids)} tokens ({prompt[:60]!r}...) and its "
+                f"response {len(body)}: {len(ids) + len(body)} positions, but the policy's "
+                f"context holds {window}. Shorten the prompts of the {self.name} file, or "
+                f"lower rollout.max_new_tokens (responses are cut to it).")
 
     def _assemble(self, items: list[tuple[Any, ...]]) -> tuple[Experience, RolloutInfo]:
         m, tok = self.maker, self.maker.tokenizer

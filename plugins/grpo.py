@@ -113,7 +113,7 @@ def grpo_loss(logprobs: Tensor, old_logprobs: Tensor, ref_logprobs: Tensor | Non
         raise ValueError("grpo with β > 0 needs the reference log-probs")
     kl = kl_penalty(logprobs, ref_logprobs, "k3")
     metrics["grpo/kl"] = masked_mean(kl, mask)
-    return agg_loss(per_token + beta * kl, mask, aggregation, constant_len), metrics
+    return policy + beta * agg_loss(kl, mask, aggregation, constant_len), metrics
 
 
 @dataclass

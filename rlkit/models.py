@@ -322,7 +322,11 @@ def enable_gradient_checkpointing(model: nn.Module) -> None:
     if not hasattr(target, "gradient_checkpointing_enable"):
         raise ConfigError(f"train.gradient_checkpointing: {type(target).__name__} does not "
                           f"support gradient checkpointing.")
-    target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(target, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
+        target.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def to_bf16(model: nn.Module, frozen_only: bool) -> nn.Module:

@@ -147,7 +147,10 @@ class ExperienceMaker:
               with_values: bool, with_rewards: bool = True,
               with_entropy: bool = True) -> tuple[Experience, RolloutInfo]:
         """One batched pass per model: old log-probs, reference log-probs, values, rewards.
-        ``rows`` are the prompt rows (prompt + metadata), one per sequence."""
+        ``rows`` are the prompt rows (prompt + metadata), one per sequence. Under data
+        parallelism each rank first pads its slice to the global batch's layout, so every
+        row is scored exactly as one process scores it."""
+        samples = self._global_layout(samples)
         ids, attn, plen, mask = (samples.input_ids, samples.attention_mask, samples.prompt_len,
                                  samples.response_mask)
         train = self.config.train
@@ -208,6 +211,29 @@ class ExperienceMaker:
             token_rewards=token_rewards,
         )
         return exp, info
+
+    def _global_layout(self, samples: Samples) -> Samples:
+        """Pad one rank's samples to the longest prompt and response over all ranks (the
+        layout of the whole batch in one process: prompts left-, responses right-padded)."""
+        if self.dist is None or not self.dist.active:
+            return samples
+        width = samples.response_mask.shape[1]
+        sizes = self.dist.all_gather_object((samples.prompt_len, width))
+        prompt_len, total = max(s[0] for s in sizes), max(s[1] for s in sizes)
+        left, right = prompt_len - samples.prompt_len, total - width
+        if not left and not right:
+            return samples
+        pad = self.tokenizer.pad_token_id
+
+        def per_token(t: Tensor | None) -> Tensor | None:
+            return None if t is None else torch.nn.functional.pad(t, (0, right), value=0)
+
+        return Samples(
+            input_ids=torch.nn.functional.pad(samples.input_ids, (left, right), value=pad),
+            attention_mask=torch.nn.functional.pad(samples.attention_mask, (left, right),
+                                                   value=0),
+            prompt_len=prompt_len, response_mask=per_token(samples.response_mask),
+            ended=samples.ended, logprobs=per_token(samples.logprobs))
 
 
 def outside_inference(exp: Experience) -> Experience:

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rlkit.config import RunConfig, apply_overrides, load_config, read_yaml
 from rlkit.errors import ConfigError, did_you_mean
+from rlkit.metrics import EVAL_GOLD_REWARD
 
 
 class AlgorithmEntry(BaseModel):
@@ -87,7 +88,7 @@ class Objective(BaseModel):
     as its final value or its normalised area under the learning curve (AUC)."""
 
     model_config = ConfigDict(extra="forbid")
-    metric: str = "eval/gold_reward"
+    metric: str = EVAL_GOLD_REWARD
     summary: Literal["final", "auc"] = "final"
 
 

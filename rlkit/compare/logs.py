@@ -48,7 +48,7 @@ How = Literal["final", "best", "selected", "auc"]
 def select_key(key: str) -> str:
     """``eval/select/<name>``: ``eval/<name>`` measured on the selection split of the eval
     prompts (disjoint from the ones ``eval/<name>`` is measured on), used to pick a step."""
-    return "eval/select/" + key.removeprefix("eval/")
+    return key.replace("eval/", "eval/select/", 1)
 
 
 def eval_std_keys(key: str) -> tuple[str, ...]:

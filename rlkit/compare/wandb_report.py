@@ -12,9 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.errors import RlkitError
+from rlkit.metrics import (
+    EVAL_GOLD_REWARD,
+    EVAL_KL,
+    EVAL_RESPONSE_LENGTH,
+    EVAL_REWARD,
+    KL,
+    REWARD,
+    SAMPLES,
+)
 
-CURVES = ("eval/reward", "eval/gold_reward", "eval/kl", "eval/response_length",
-          "objective/reward", "objective/kl")
+CURVES = (EVAL_REWARD, EVAL_GOLD_REWARD, EVAL_KL, EVAL_RESPONSE_LENGTH, REWARD, KL)
 #: Every run's config carries its display label (experiment.py sets it).
 GROUP_KEY = "config.label"
 #: The runs table: identity, seed, and the final eval metrics (summary = last value).
@@ -40,12 +48,12 @@ def build_report(entity: str | None, project: str, group: str, table_markdown: s
     runset = wr.Runset(entity=entity or "", project=project, name=group,
                        filters=f"Group = '{group}'", groupby=[GROUP_KEY],
                        visible_columns=RUN_COLUMNS)
-    curves = [wr.LinePlot(title=f"{m} vs samples", x="train/samples", y=[m],
+    curves = [wr.LinePlot(title=f"{m} vs samples", x=SAMPLES, y=[m],
                           groupby=wr.Config(GROUP_KEY.removeprefix("config.")),
                           groupby_aggfunc="mean", groupby_rangefunc="stderr") for m in CURVES]
     # summary = last logged value = the final evaluation (the tracker sets no other summary)
     frontier = wr.ScatterPlot(title="Reward–KL frontier (final evaluation)",
-                              x=wr.SummaryMetric("eval/kl"), y=wr.SummaryMetric("eval/reward"))
+                              x=wr.SummaryMetric(EVAL_KL), y=wr.SummaryMetric(EVAL_REWARD))
     blocks = [
         wr.H2(text="Learning curves (mean ± standard error over seeds)"),
         wr.PanelGrid(runsets=[runset], panels=curves),

@@ -106,3 +106,24 @@ def test_ray_executor_on_a_local_instance(tmp_path):
                                                           ("ray1", "finished")]
     rows = (tmp_path / "exp" / "ray0" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(rows[-1])["train/step"] == 3
+
+
+def test_rlkit_compare_stays_callable_once_the_package_is_imported(monkeypatch):
+    import rlkit
+    import rlkit.api
+    import rlkit.compare.logs  # noqa: F401  binds rlkit.compare to the package
+
+    calls = []
+    monkeypatch.setattr(rlkit.api, "compare", lambda *a, **k: calls.append((a, k)) or "dir")
+    assert rlkit.compare("exp.yaml", "train.steps=2", workers=2) == "dir"
+    assert calls == [(("exp.yaml", "train.steps=2"), {"workers": 2})]
+
+
+def test_set_overrides_are_validated_before_anything_runs(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "seeds": [0], "task": {"name": "toy"},
+                                    "algorithms": ["reinforce"]}))
+    with pytest.raises(ConfigError, match="stepz"):
+        load_experiment(path, overrides=["train.stepz=1"])
+    _, planned = load_experiment(path, overrides=["train.steps=7"])
+    assert planned[0].config.train.steps == 7

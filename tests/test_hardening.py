@@ -665,7 +665,7 @@ def _experiment(steps: int = 3, prompts: str | None = None, name: str = "hard",
 
 
 def test_compare_exits_1_with_failed_runs_in_the_report(tmp_path, monkeypatch):
-    monkeypatch.setenv("RLKIT_START_METHOD", "fork")
+    monkeypatch.delenv("RLKIT_START_METHOD", raising=False)  # the default: a fork server
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml.safe_dump(_experiment(steps=2, prompts=str(tmp_path / "gone.jsonl"))))
     result = cli(tmp_path, "compare", str(exp), "--out", str(tmp_path / "out"), "--workers", "1")

@@ -39,8 +39,9 @@ from rlkit.rundir import (
     read_status,
 )
 
-#: ``spawn`` (default: a fresh interpreter per run), ``forkserver`` or ``fork`` (faster to
-#: start, for tests on Linux; only safe while the parent has started no threads).
+#: ``forkserver`` (the default on Linux), ``spawn`` (elsewhere: a fresh interpreter per run)
+#: or ``fork`` (fastest to start, for tests; only safe while the parent has started no
+#: threads).
 START_METHOD_ENV = "RLKIT_START_METHOD"
 
 
@@ -193,9 +194,15 @@ def _lost_worker(exp_dir: Path, data: dict[str, Any], exc: BaseException) -> Run
     return RunResult(data["name"], FAILED, error)
 
 
-def _worker_init(parent: int) -> None:
-    """In each worker: no progress bar of its own, and exit when the parent dies (a killed
-    ``rlkit compare`` leaves no worker training on behind it)."""
+def _worker_init(parent: int, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+    """In each worker: the parent's environment and working directory (a fork server was
+    started with an older copy of both), no progress bar of its own, and exit when the parent
+    dies (a killed ``rlkit compare`` leaves no worker training on behind it)."""
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
     os.environ[WORKER_ENV] = "1"
 
     def watch() -> None:
@@ -213,12 +220,19 @@ def _worker_init(parent: int) -> None:
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor:
-    """spawn: a fresh interpreter per worker (fork after torch has started threads
-    deadlocks); one process per run (Python ≥ 3.11): isolation, and an honest per-run peak
-    memory. ``RLKIT_START_METHOD`` may choose forkserver or fork instead."""
-    method = os.environ.get(START_METHOD_ENV, "spawn")
+    """One process per run (Python ≥ 3.11): isolation, and an honest per-run peak memory.
+
+    On Linux the default is a fork server that has imported torch and the engine once and
+    started no threads: each run's process is a cheap fork of it (a plain fork of this process
+    could deadlock once torch has started threads; spawn pays the imports for every run).
+    ``RLKIT_START_METHOD`` = spawn, forkserver or fork chooses explicitly."""
+    default = "forkserver" if sys.platform == "linux" else "spawn"
+    method = os.environ.get(START_METHOD_ENV) or default
     context = mp.get_context(method)
-    extra: dict[str, Any] = {"initializer": _worker_init, "initargs": (os.getpid(),)}
+    if method == "forkserver":
+        context.set_forkserver_preload(["rlkit.compare.runner", "rlkit.core.run"])
+    extra: dict[str, Any] = {"initializer": _worker_init,
+                             "initargs": (os.getpid(), dict(os.environ), os.getcwd())}
     if sys.version_info >= (3, 11) and method != "fork":  # fork refuses max_tasks_per_child
         extra["max_tasks_per_child"] = 1
     return ProcessPoolExecutor(workers, mp_context=context, **extra)

@@ -740,6 +740,31 @@ def test_docs_list_every_default_the_new_plugins_set(name):
             assert f"| `{field}` | `{default!r}` | {doc} |" in section, (name, field)
 
 
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo", "reinforce_pp"])
+def test_with_several_passes_the_ratio_is_one_first_then_moves(tmp_path, algorithm):
+    """μ = 2 (GRPO's num_iterations, ``epochs``): the first minibatch sees ρ = 1 exactly, the
+    second pass a policy that has moved, so the clip has something to act on."""
+    from conftest import make_run, tiny_config
+
+    config = tiny_config(**{"algorithm.name": algorithm, "algorithm.epochs": 2,
+                            "algorithm.num_minibatches": 1, "algorithm.samples_per_prompt": 2,
+                            "train.steps": 1, "train.threads": 1})
+    config["algorithm"].pop("baseline")
+    run = make_run(tmp_path, config)
+    seen: list[torch.Tensor] = []
+    loss = run.algorithm.loss
+
+    def spy(batch: Experience, out: PolicyOutput) -> Any:
+        seen.append(torch.exp(out.logprobs.detach() - batch.logprobs)[batch.response_mask.bool()])
+        return loss(batch, out)
+
+    run.algorithm.loss = spy  # type: ignore[method-assign]
+    run.train()
+    assert len(seen) == 2
+    assert torch.equal(seen[0], torch.ones_like(seen[0]))
+    assert float((seen[1] - 1).abs().max()) > 1e-4
+
+
 # ---------------------------------------------------------------------------------------------
 # conformance: each new algorithm in tiny real runs on the toy task (rlkit.testing)
 # ---------------------------------------------------------------------------------------------

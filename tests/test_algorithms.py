@@ -406,7 +406,7 @@ def test_dpo_online_pairs_best_against_worst_and_drops_ties():
 def test_dpo_first_loss_of_a_run_is_log_two(tmp_path):
     config = run_config("dpo")
     run = make_run(tmp_path, config)
-    assert run.algorithm.data_source() == "preferences"
+    assert run.spec.data_kind == "preferences"
     exp, _ = run.preference_batch(1)
     run.algorithm.prepare(exp)
     loss, metrics = run.algorithm.loss(exp, run.policy_output(exp, 1.0))

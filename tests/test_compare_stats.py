@@ -58,7 +58,11 @@ def test_bootstrap_intervals_are_seeded_and_contain_the_estimate():
     a = stats.iqm_ci(x, seed=0)
     b = stats.iqm_ci(x, seed=0)
     assert (a.low, a.high) == (b.low, b.high)
-    assert a.low <= a.point <= a.high and a.point == pytest.approx(stats.iqm(x))
+    assert a.low < a.point < a.high and a.point == pytest.approx(stats.iqm(x))  # a real width
+    assert x.min() <= a.low and a.high <= x.max()  # IQM replicates stay within the data
+    rng = np.random.default_rng(0)  # the same percentile bootstrap, computed here
+    reps = sps.trim_mean(x[rng.integers(0, x.size, size=(2000, x.size))], 0.25, axis=1)
+    np.testing.assert_allclose((a.low, a.high), np.percentile(reps, [2.5, 97.5]))
     poi = stats.probability_of_improvement_ci([3, 4, 5], [1, 2, 3], seed=1)
     assert poi.low <= poi.point <= poi.high <= 1.0
 
@@ -86,10 +90,20 @@ def test_pairwise_comparisons_cover_every_pair_and_adjust():
     scores = {"a": np.array([3.0, 4.0, 5.0]), "b": np.array([1.0, 2.0, 3.0]),
               "c": np.array([0.0, 0.5, 1.0])}
     result = stats.pairwise_comparisons(scores, seed=0)
-    assert len(result) == len(list(combinations(scores, 2)))
-    raw = [r.welch.p for r in result]
-    adjusted = stats.benjamini_hochberg(raw)
-    np.testing.assert_allclose([r.p_adjusted for r in result], adjusted)
+    assert [(r.a, r.b) for r in result] == list(combinations(scores, 2))  # a before b
+    for r in result:
+        ref = sps.ttest_ind(scores[r.a], scores[r.b], equal_var=False)
+        assert r.welch.t == pytest.approx(ref.statistic) and r.welch.p == pytest.approx(ref.pvalue)
+        assert r.welch.diff == pytest.approx(scores[r.a].mean() - scores[r.b].mean())
+        assert r.welch.diff > 0 and r.poi.point > 0.5  # a is the better of each pair here
+    # BH by hand on the three raw p-values: sort, scale by m/rank, step-up minimum
+    raw = np.array([r.welch.p for r in result])
+    order = np.argsort(raw)
+    scaled = raw[order] * 3 / np.array([1, 2, 3])
+    stepped = np.minimum.accumulate(scaled[::-1])[::-1]
+    expected = np.empty(3)
+    expected[order] = np.minimum(stepped, 1.0)
+    np.testing.assert_allclose([r.p_adjusted for r in result], expected)
 
 
 def test_probability_of_improvement_for_a_lower_is_better_metric_flips():

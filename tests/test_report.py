@@ -161,6 +161,10 @@ def test_a_three_seed_report_never_claims_a_95_percent_interval(tmp_path):
     assert "AUC mean [range over 3 seeds]" in markdown
     assert "seeds per arm for 80% power" in markdown
     assert "Best (in-sample)" in markdown and "biased upward" in markdown
+    from rlkit.compare.plots import band_caption
+
+    for short in (False, True):  # the figures' titles use these words too
+        assert "95" not in band_caption({"range"}, short=short)
 
 
 def test_five_seeds_get_iqm_with_a_bootstrap_interval(tmp_path):

@@ -190,6 +190,10 @@ class EvalConfig(Section):
     temperature: float | None = Field(None, gt=0, description="None: the rollout temperature.")
     max_new_tokens: int | None = Field(None, gt=0)
     seed: int = Field(1234, description="Fixed sampling seed: every algorithm decodes alike.")
+    kl: bool = Field(
+        True, description="Measure eval/kl to the initial policy also for algorithms that train "
+        "without a reference (an evaluation-only frozen copy; free under LoRA, where the "
+        "reference is the adapter-disabled policy). false: no copy, and no eval/kl.")
     seeds: list[int] | None = Field(
         None, min_length=1, description="Several evaluation seeds (replaces `seed`): eval metrics are their "
         "mean, and `eval/<metric>/eval_std` their spread — evaluation noise, apart from the "

@@ -118,8 +118,10 @@ def check_declarations(name: str) -> None:
         run = _run(name, Path(tmp))
         spec = run.spec
         spec.validate(name)
-        assert (run.reference is not None) == spec.needs_reference, (
-            f"needs_reference={spec.needs_reference} but the run "
+        # a reference exists for training when declared, and for eval/kl unless eval.kl is off
+        wanted = spec.needs_reference or run.config.eval.kl
+        assert (run.reference is not None) == wanted, (
+            f"needs_reference={spec.needs_reference}, eval.kl={run.config.eval.kl} but the run "
             f"{'built' if run.reference is not None else 'has no'} reference model")
         assert (run.critic is not None) == spec.needs_critic, (
             f"needs_critic={spec.needs_critic} but the run "

@@ -150,7 +150,9 @@ def test_reference_free_algorithm_builds_no_reference(tmp_path):
             register(NoRef)
 
     get_plugin_manager().register(Plugin(), name="noref-plugin")
-    run = make_run(tmp_path, tiny_config(**{"algorithm": {"name": "noref", "lr": 1e-3}}))
+    # with eval.kl off the engine builds no reference at all
+    run = make_run(tmp_path, tiny_config(**{"algorithm": {"name": "noref", "lr": 1e-3},
+                                            "eval.kl": False}))
     assert run.reference is None
     exp, _ = run.batch(1)
     assert exp.ref_logprobs is None and float(exp.kl.abs().sum()) == 0.0
@@ -159,6 +161,18 @@ def test_reference_free_algorithm_builds_no_reference(tmp_path):
     # no reference copy among the run's tensors: only the policy's parameters
     assert sum(p.numel() for p in run.policy.parameters()) == run._params["policy"]
     assert run._params["reference"] == 0
+    run.train()
+    assert all("eval/kl" not in r for r in read_rows(run.run_dir / "metrics.jsonl"))
+
+    # by default an evaluation-only copy measures eval/kl; training batches still carry none
+    run = make_run(tmp_path, tiny_config(**{"algorithm": {"name": "noref", "lr": 3e-3},
+                                            "reward.model": "response_length"}), name="evalkl")
+    exp, _ = run.batch(1)
+    assert run.reference is not None and exp.ref_logprobs is None
+    assert float(exp.kl.abs().sum()) == 0.0 and run._params["reference"] == 0
+    run.train()
+    rows = read_rows(run.run_dir / "metrics.jsonl")
+    assert rows[0]["eval/kl"] == 0.0 and rows[-1]["eval/kl"] != 0.0
 
 
 def test_separate_critic_model_through_the_load_hook(tmp_path):
@@ -224,3 +238,19 @@ def test_ratio_diagnostics_have_one_definition_on_hand_values():
     assert out["policy/clipfrac"].item() == pytest.approx(1 / 3)
     # a sequence-level advantage [N, 1] broadcasts over tokens; no clip range → no clipfrac
     assert "policy/clipfrac" not in ratio_stats(ratio.log(), torch.zeros(1, 4), mask, adv[:, :1])
+
+
+@pytest.mark.parametrize("algorithm", [
+    {"name": "kto"},  # unpaired data with mismatched anchor rows
+    {"name": "dpo", "mode": "online", "samples_per_prompt": 3},  # judged pairs: 3 drawn, 2 kept
+])
+def test_train_samples_counts_what_the_budget_counts(tmp_path, algorithm):
+    config = tiny_config(**{"algorithm": {**algorithm, "lr": 1e-3}, "train.samples": 48,
+                            "rollout.batch_size": 8, "train.steps": None})
+    config["train"].pop("steps")
+    run = make_run(tmp_path, config)
+    run.train()
+    rows = read_rows(run.run_dir / "metrics.jsonl")
+    per_step = 8 * (3 if algorithm.get("mode") == "online" else 1)
+    assert run.total_steps == -(-48 // per_step)
+    assert [r["train/samples"] for r in rows] == [per_step * s for s in range(run.total_steps + 1)]

@@ -104,6 +104,7 @@ class JudgedPairs(Rollout):
                                        ).repeat_interleave(2)
         pairs.extras["pair_valid"] = torch.tensor(valid, device=exp.scores.device
                                                   ).repeat_interleave(2)
+        info.n_samples = len(exp)  # k generated per prompt, 2 of them kept
         return pairs, info
 
 
@@ -214,6 +215,7 @@ class Unpaired(_GivenResponses):
         exp.scores = torch.tensor(labels, device=device)
         exp.group_ids = torch.arange(len(items), device=device)
         exp.extras["kl_anchor"] = torch.tensor(anchor, device=device)
+        info.n_samples = len(chosen)  # the mismatched anchor rows are not data
         return exp, info
 
 

@@ -29,7 +29,8 @@ def _metrics(maker: ExperienceMaker, rows: list[dict[str, Any]], k: int, seed: i
     samples, _ = maker.generate([r["prompt"] for r in local], k, seed, temperature, max_new,
                                 span=span)
     exp, info = maker.score(samples, [r for r in local for _ in range(k)], temperature,
-                            with_values=False, with_entropy=False)
+                            with_values=False, with_entropy=False, for_eval=True)
+    has_kl = exp.ref_logprobs is not None  # no reference at all only with eval.kl: false
     per_row = {"raw": info.raw_scores.tolist(), "kl": exp.kl.sum(1).tolist(),
                "length": exp.response_mask.sum(1).float().tolist(),
                "ended": info.ended.float().tolist(), "gold": info.gold,
@@ -42,10 +43,11 @@ def _metrics(maker: ExperienceMaker, rows: list[dict[str, Any]], k: int, seed: i
     row = {
         M.EVAL_REWARD: float(raw.mean()),
         M.EVAL_REWARD_STD: float(raw.std()) if len(raw) > 1 else 0.0,
-        M.EVAL_KL: float(torch.tensor(per_row["kl"]).mean()),
         M.EVAL_RESPONSE_LENGTH: float(torch.tensor(per_row["length"]).mean()),
         M.EVAL_EOS_RATE: float(torch.tensor(per_row["ended"]).mean()),
     }
+    if has_kl:
+        row[M.EVAL_KL] = float(torch.tensor(per_row["kl"]).mean())
     gold = per_row["gold"]
     if gold is not None:
         row[M.EVAL_GOLD_REWARD] = float(np.mean(gold))

@@ -47,6 +47,8 @@ class RolloutInfo:
     metadata: list[dict[str, Any]] = field(default_factory=list)
     truncated: int = 0  # given responses cut to the length limit
     is_rollout: bool = True  # sampled from the policy (the objective/ metrics apply)
+    n_samples: int | None = None  # sequences this step consumed (the budget's unit), when the
+    # batch holds another number of rows (judged pairs: k generated, 2 kept; KTO's anchors)
 
 
 class ExperienceMaker:
@@ -144,8 +146,8 @@ class ExperienceMaker:
     # -- scoring -----------------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, samples: Samples, rows: list[dict[str, Any]], temperature: float, *,
-              with_values: bool, with_rewards: bool = True,
-              with_entropy: bool = True) -> tuple[Experience, RolloutInfo]:
+              with_values: bool, with_rewards: bool = True, with_entropy: bool = True,
+              for_eval: bool = False) -> tuple[Experience, RolloutInfo]:
         """One batched pass per model: old log-probs, reference log-probs, values, rewards.
         ``rows`` are the prompt rows (prompt + metadata), one per sequence. Under data
         parallelism each rank first pads its slice to the global batch's layout, so every
@@ -168,7 +170,7 @@ class ExperienceMaker:
             logprobs, entropy = chunked(lambda s: forward_response(
                 self.policy, ids[s], attn[s], plen, temperature, with_entropy=with_entropy))
             ref = None
-            if self.reference is not None:
+            if self.reference is not None and (self.spec.needs_reference or for_eval):
                 with on_device(self.reference, self.device, train.offload_frozen):
                     ref = chunked(lambda s: forward_response(self.reference, ids[s], attn[s], plen,
                                                           temperature, with_entropy=False)[0])

@@ -158,7 +158,10 @@ class Run:
                                                self.task, self.pm.hook)
         self._check_context()
         self._setup_policy()
-        self.reference = reference_of(self.policy) if self.spec.needs_reference else None
+        # Training uses a reference only when the algorithm declares it; the comparison's KL
+        # axis (eval/kl) needs one for every algorithm, unless eval.kl is off.
+        self.reference = (reference_of(self.policy)
+                          if self.spec.needs_reference or cfg.eval.kl else None)
         self._place_reference()
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                          if cfg.train.bf16 and self.device.type == "cuda" else nullcontext())
@@ -186,7 +189,8 @@ class Run:
             autocast=self.autocast, dist=self.dist)
         model = self.rewards.model_source
         self._params = {"policy": n_params(self.policy),
-                        "reference": (n_params(self.policy)
+                        "reference": (0 if not self.spec.needs_reference  # eval-only
+                                      else n_params(self.policy)
                                       if isinstance(self.reference, AdapterDisabled)
                                       else n_params(self.reference)),
                         "critic": n_params(self.critic),
@@ -368,7 +372,7 @@ class Run:
 
     @torch.no_grad()
     def reference_logprobs(self, batch: Experience) -> torch.Tensor:
-        if self.reference is None:
+        if self.reference is None or not self.spec.needs_reference:
             raise RlkitError(f"Algorithm '{self.config.algorithm_name}' declared "
                              f"needs_reference = False, so the run has no reference model.")
         with self.autocast, on_device(self.reference, self.device,
@@ -667,7 +671,9 @@ class Run:
         self.backend.sync_weights(self.policy)
 
         c = self.algo_config
-        n_samples, n_tokens = len(exp), int(exp.response_mask.sum())
+        # train/samples counts what the budget counts: sequences generated or read this step
+        n_samples = info.n_samples if info.n_samples is not None else len(exp)
+        n_tokens = int(exp.response_mask.sum())
         self.step = step
         self.samples_seen += n_samples
         self.tokens_seen += n_tokens

@@ -34,7 +34,8 @@ def tune_command(ctx: click.Context, experiment: str, out: str, executor: str,
                   plugin_files=plugin_files(ctx), workers=workers, executor=executor,
                   echo=click.echo)
     for label, trial in result.chosen.items():
-        values = ", ".join(f"{k}={v}" for k, v in trial.params.items())
+        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in trial.params.items())
         click.echo(f"{label}: {values} (trial #{trial.number}, objective {trial.value:.4g})")
     click.echo(f"tuned: {result.tuned_path}")
     for kind, path in result.report.items():

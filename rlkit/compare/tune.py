@@ -571,7 +571,8 @@ def collect_trials(exp: ExperimentFile, spaces: Sequence[SearchSpace],
                 "complete" if t.state == optuna.trial.TrialState.COMPLETE
                 else "running" if t.state == optuna.trial.TrialState.RUNNING else "failed")
             value = float(t.value) if state == "complete" and t.value is not None else math.nan
-            out.append(TrialRecord(space.label, t.number, dict(t.params), state, value, values,
+            params = {p.key: t.params[p.key] for p in space.params if p.key in t.params}
+            out.append(TrialRecord(space.label, t.number, params, state, value, values,
                                    error if state != "complete" else None))
     return out
 

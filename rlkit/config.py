@@ -103,7 +103,8 @@ class RewardConfig(Section):
 
     def entries(self) -> list[RewardSourceConfig]:
         """The sources to build: ``sources``, or ``model`` with weight 1."""
-        return list(self.sources) if self.sources else [RewardSourceConfig(source=self.model)]
+        return list(self.sources) if self.sources else [RewardSourceConfig(source=self.model,
+                                                                                weight=1.0)]
 
 
 class CriticModelConfig(Section):
@@ -524,7 +525,8 @@ def load_config(
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            _format_errors(exc.errors(), source, lines, lambda loc: _valid_keys(RunConfig, loc))
+            _format_errors([dict(e) for e in exc.errors()], source, lines,
+                           lambda loc: _valid_keys(RunConfig, loc))
         ) from None
     if algorithms is None:
         from rlkit.plugins import get_plugin_manager

@@ -19,9 +19,8 @@ if TYPE_CHECKING:
     from rlkit.algorithm import Algorithm
     from rlkit.api import RunContext
     from rlkit.backends import GenerationBackend
-    from rlkit.core.experience import DataKind
+    from rlkit.core.datakinds import DataKind
     from rlkit.metrics import MetricInfo
-    from rlkit.scoring import RewardSource
     from rlkit.tasks.base import Task
     from rlkit.tracking.base import Tracker
 

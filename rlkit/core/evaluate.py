@@ -31,7 +31,7 @@ def _metrics(maker: ExperienceMaker, rows: list[dict[str, Any]], k: int, seed: i
     exp, info = maker.score(samples, [r for r in local for _ in range(k)], temperature,
                             with_values=False, with_entropy=False, for_eval=True)
     has_kl = exp.ref_logprobs is not None  # no reference at all only with eval.kl: false
-    per_row = {"raw": info.raw_scores.tolist(), "kl": exp.kl.sum(1).tolist(),
+    per_row: dict[str, Any] = {"raw": info.raw_scores.tolist(), "kl": exp.kl.sum(1).tolist(),
                "length": exp.response_mask.sum(1).float().tolist(),
                "ended": info.ended.float().tolist(), "gold": info.gold,
                "responses": info.responses}

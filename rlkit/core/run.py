@@ -320,7 +320,7 @@ class Run:
             if isinstance(found, type) and issubclass(found, RewardSource):
                 source = found(self.ctx, entry.options)
             elif callable(found):
-                source = FunctionReward(spec, found)
+                source = FunctionReward(spec, found)  # type: ignore[arg-type]
             else:
                 loaded = self.pm.hook.rlkit_load_model(spec=spec, role="reward", run_config=cfg)
                 if loaded is None:

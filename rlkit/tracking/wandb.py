@@ -55,7 +55,7 @@ class WandbTracker(Tracker):
             tags=list(tracking.tags),
             config=config.model_dump(mode="json"),
             dir=str(info.run_dir),
-            mode=resolve_mode(tracking.wandb_mode),
+            mode=resolve_mode(tracking.wandb_mode),  # type: ignore[arg-type]
             id=run_id,
             resume="allow",
             reinit="create_new",

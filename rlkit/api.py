@@ -72,6 +72,19 @@ class RunContext:
         """Training steps finished so far (0 before the first update)."""
         return int(self._services.step)
 
+    @property
+    def rank(self) -> int:
+        """This process's rank among the run's data-parallel processes (0 in one process).
+        Every rank calls the hooks with the same (gathered) data; only rank 0 should write."""
+        dist = getattr(self._services, "dist", None)
+        return 0 if dist is None else int(dist.rank)
+
+    @property
+    def world_size(self) -> int:
+        """How many processes run this run (``torchrun --nproc_per_node``; 1 by default)."""
+        dist = getattr(self._services, "dist", None)
+        return 1 if dist is None else int(dist.world_size)
+
     def seed_for(self, purpose: int) -> int:
         """A reproducible seed for this run, step and purpose (an int ≥ 10 chosen by the
         plugin): a resumed run redraws exactly what an uninterrupted one drew."""

@@ -251,8 +251,12 @@ class Run:
             return
         if train.bf16_weights == "all":
             to_bf16(critic, frozen_only=False)
-        elif train.bf16_weights == "frozen":
-            to_bf16(critic, frozen_only=True)
+        else:  # a critic copied from a bf16 reward model or base trains with fp32 masters
+            for param in critic.parameters():
+                if param.requires_grad and param.dtype == torch.bfloat16:
+                    param.data = param.data.float()
+            if train.bf16_weights == "frozen":
+                to_bf16(critic, frozen_only=True)
         if train.gradient_checkpointing and not isinstance(critic, SharedValueModel):
             enable_gradient_checkpointing(critic)
         self.dist.broadcast_module(critic)

@@ -105,7 +105,8 @@ class Updater:
         """Groups (samples of one prompt, or one pair) are never split across minibatches or
         micro-batches. Each micro-batch's loss is weighted by its share of the minibatch's
         tokens (``token_mean``) or sequences (the other aggregations), so accumulation
-        equals one big batch. Under W data-parallel ranks a minibatch is split into
+        equals one big batch, and the logged loss is the minibatch's loss (metrics are weighted
+        the same way). Under W data-parallel ranks a minibatch is split into
         max(grad_accum_steps, W) micro-batches, rank r taking every W-th from the r-th, and
         the gradients are summed across ranks: the step one process would take."""
         c = self.c
@@ -140,16 +141,22 @@ class Updater:
                         bad = (f"the loss of algorithm '{self.algorithm.name}' "
                                f"(non-finite terms: {', '.join(terms)})")
                         break
-                    (loss * (self._weight(mb) / mb_total)).backward()
-                    metrics = {**metrics, M.LOSS_TOTAL: loss.detach(),
-                               **ratio_stats(out.logprobs.detach(), mb.logprobs,
-                                             mb.response_mask,
-                                             None if advantages is None else mb.advantages,
-                                             self.spec.clip_range)}
-                    w = float(mb.response_mask.sum())
-                    for key, value in metrics.items():
-                        sums[key] = sums.get(key, 0.0) + float(value) * w
-                        weights[key] = weights.get(key, 0.0) + w
+                    share = self._weight(mb)
+                    (loss * (share / mb_total)).backward()
+                    # the loss and the algorithm's metrics are weighted like the loss itself
+                    # (tokens or sequences: the declared aggregation), so the logged loss is
+                    # the minibatch's whatever the micro-batches (and ranks) it was split into;
+                    # the engine's ratio statistics are token means
+                    tokens = float(mb.response_mask.sum())
+                    for weight, part in (
+                            (float(share), {**metrics, M.LOSS_TOTAL: loss.detach()}),
+                            (tokens, ratio_stats(out.logprobs.detach(), mb.logprobs,
+                                                 mb.response_mask,
+                                                 None if advantages is None else mb.advantages,
+                                                 self.spec.clip_range))):
+                        for key, value in part.items():
+                            sums[key] = sums.get(key, 0.0) + float(value) * weight
+                            weights[key] = weights.get(key, 0.0) + weight
                 if self.dist is not None:
                     bad = self.dist.first_error(bad)
                 if bad is None:

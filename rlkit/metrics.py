@@ -127,6 +127,31 @@ def reward_source_key(source: str) -> str:
     return f"rewards/{source}/mean"
 
 
+def select_key(key: str) -> str:
+    """``eval/select/<name>``: ``eval/<name>`` on the selection split of the eval prompts
+    (disjoint from the prompts ``eval/<name>`` is measured on), where "best" is chosen."""
+    return key.replace("eval/", "eval/select/", 1)
+
+
+def eval_std_key(key: str) -> str:
+    """``eval/<name>/eval_std``: the spread of ``key`` across evaluation seeds."""
+    return f"{key}/eval_std"
+
+
+def pass_at_k(k: int) -> MetricInfo:
+    """``eval/pass@k``: the share of eval prompts with at least one success among k samples
+    (logged when every reward is 0 or 1 and ``eval.samples_per_prompt`` = k > 1)."""
+    return MetricInfo(f"eval/pass@{k}", f"Eval pass@{k}", "fraction", "max", eval=True)
+
+
+def _dynamic(key: str) -> MetricInfo | None:
+    """Declarations of the keys whose name carries a parameter (``eval/pass@k``)."""
+    head, _, k = key.partition("@")
+    if head == "eval/pass" and k.isdigit():
+        return pass_at_k(int(k))
+    return None
+
+
 CANONICAL: tuple[str, ...] = tuple(_CANONICAL)
 CANONICAL_INFO: Mapping[str, MetricInfo] = _CANONICAL
 CANONICAL_NAMESPACES = ("train", "objective", "rollout", "loss", "policy", "value", "rewards",
@@ -149,13 +174,20 @@ def info(key: str, extra: Mapping[str, MetricInfo] | None = None) -> MetricInfo:
     neutral one (its own name as title, no direction), so it is shown but never ranked."""
     if extra and key in extra:
         return extra[key]
-    return _CANONICAL.get(key) or MetricInfo(key if "/" in key else f"x/{key}", key)
+    return (_CANONICAL.get(key) or _dynamic(key)
+            or MetricInfo(key if "/" in key else f"x/{key}", key))
 
 
-def catalogue(extra: Iterable[MetricInfo] = ()) -> dict[str, MetricInfo]:
-    """Canonical metrics plus ``extra`` (e.g. ``PluginManager.registry.metrics.values()``);
-    a plugin may not redeclare a canonical name with another meaning."""
+def catalogue(extra: Iterable[MetricInfo] = (),
+              logged: Iterable[str] = ()) -> dict[str, MetricInfo]:
+    """Canonical metrics plus ``extra`` (e.g. ``PluginManager.registry.metrics.values()``) plus
+    the parameterised ones among ``logged`` keys (``eval/pass@k``); a plugin may not
+    redeclare a canonical name with another meaning."""
     out = dict(_CANONICAL)
+    for key in logged:
+        found = _dynamic(key)
+        if found is not None:
+            out[key] = found
     for m in extra:
         known = _CANONICAL.get(m.key)
         if known is not None and known != m:

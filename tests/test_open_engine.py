@@ -254,3 +254,23 @@ def test_train_samples_counts_what_the_budget_counts(tmp_path, algorithm):
     per_step = 8 * (3 if algorithm.get("mode") == "online" else 1)
     assert run.total_steps == -(-48 // per_step)
     assert [r["train/samples"] for r in rows] == [per_step * s for s in range(run.total_steps + 1)]
+
+
+def test_eval_seeds_samples_per_prompt_and_pass_at_k(ext_installed, tmp_path):
+    from rlkit import metrics as M
+
+    prompts = _prompt_file(tmp_path / "prompts.jsonl")
+    config = tiny_config(**{"prompts.train": str(prompts), "reward.model": "target_word",
+                            "eval.samples_per_prompt": 3, "eval.seeds": [5, 6],
+                            "eval.num_prompts": 4, "eval.select_prompts": 2, "train.steps": 1,
+                            "prompts.eval_fraction": 0.25})
+    run = make_run(tmp_path, config)
+    run.train()
+    row = read_rows(run.run_dir / "metrics.jsonl")[0]
+    # binary rewards and k = 3: pass@3 ≥ mean@3, both means over the two eval seeds
+    assert row["eval/pass@3"] >= row["eval/reward"]
+    assert "eval/reward/eval_std" in row and row["eval/reward/eval_std"] >= 0
+    assert {M.select_key("eval/reward"), M.select_key("eval/kl")} <= set(row)
+    assert len(run.ctx.last_eval.responses) == 4 * 3
+    info = M.catalogue(logged=row)["eval/pass@3"]
+    assert info.goal == "max" and info.eval

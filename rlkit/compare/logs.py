@@ -13,7 +13,8 @@ A directory holding only ``status.json`` is a run that failed before it could lo
 Everything downstream (statistics, plots, the report) works on the tidy :class:`Experiment`.
 Metric names and the x-axes come from :mod:`rlkit.metrics`; the few key *patterns* the
 evaluation adds to a metric's name (selection split, evaluation-seed spread) are spelled by
-:func:`select_key` and :func:`eval_std_keys` below and nowhere else in ``compare/``.
+:func:`rlkit.metrics.select_key` and :func:`rlkit.metrics.eval_std_key`, as the engine writes
+them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import yaml
 
 from rlkit.compare.stats import normalized_auc
 from rlkit.errors import RlkitError
-from rlkit.metrics import SAMPLES, Goal
+from rlkit.metrics import SAMPLES, Goal, eval_std_key, select_key
 
 #: Any of these files makes a directory a run directory.
 RUN_FILES = ("config.yaml", "metrics.jsonl", "status.json")
@@ -45,16 +46,10 @@ UNKNOWN = "unknown"
 How = Literal["final", "best", "selected", "auc"]
 
 
-def select_key(key: str) -> str:
-    """``eval/select/<name>``: ``eval/<name>`` measured on the selection split of the eval
-    prompts (disjoint from the ones ``eval/<name>`` is measured on), used to pick a step."""
-    return key.replace("eval/", "eval/select/", 1)
-
-
 def eval_std_keys(key: str) -> tuple[str, ...]:
     """Keys that may carry the spread of ``key`` across evaluation seeds within one
     evaluation: ``eval/<name>/eval_std`` (the engine's), ``eval/<name>_seed_std`` (older)."""
-    return (f"{key}/eval_std", f"{key}_seed_std")
+    return (eval_std_key(key), f"{key}_seed_std")
 
 
 @dataclass

@@ -15,7 +15,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from rlkit.compare.logs import load_experiment, select_key
+from rlkit.compare.logs import load_experiment
+from rlkit.metrics import select_key
 from rlkit.compare.plots import CURVE_AXES, band_caption, curve_band_kinds, curve_name, make_figures
 from rlkit.compare.render import (
     Block,

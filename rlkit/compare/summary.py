@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from rlkit.compare.logs import Experiment, How, RunLog, select_key
+from rlkit.compare.logs import Experiment, How, RunLog
 from rlkit.compare.stats import (
     ALPHA,
     DEFAULT_RESAMPLES,
@@ -42,6 +42,7 @@ from rlkit.metrics import (
     MetricInfo,
     catalogue,
     ranked_eval_metrics,
+    select_key,
 )
 
 #: The cost table's columns, in order: budgets spent (final values) and the memory peak.
@@ -340,7 +341,8 @@ def summarize(exp: Experiment, n_resamples: int = DEFAULT_RESAMPLES, seed: int =
     P(improvement), BH-adjusted Welch tests and seeds-for-power for the ranked ones; costs;
     training against evaluation noise; the few-seeds warning.
     """
-    cat = dict(catalog) if catalog is not None else catalogue()
+    logged = {k for run in exp.runs for row in run.rows for k in row}
+    cat = {**catalogue(logged=logged), **(dict(catalog) if catalog is not None else {})}
     metrics = [m for m in ranked_eval_metrics(cat) if exp.has(m.key)]
     tables = {m.key: metric_table(exp, m, n_resamples, seed) for m in metrics}
     pairwise = {}

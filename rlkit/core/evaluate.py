@@ -80,12 +80,12 @@ def evaluate(maker: ExperienceMaker, config: Any, eval_rows: list[dict[str, Any]
     if len(seeds) > 1:
         for key in per_seed[0]:
             if key != M.EVAL_REWARD_STD:
-                out[f"{key}/eval_std"] = float(np.std([r[key] for r in per_seed], ddof=1))
+                out[M.eval_std_key(key)] = float(np.std([r[key] for r in per_seed], ddof=1))
     if select_rows:
         sel = [_metrics(maker, select_rows, k, seed, temperature, max_new)[0] for seed in seeds]
         for key in (M.EVAL_REWARD, M.EVAL_GOLD_REWARD, M.EVAL_KL):
             if key in sel[0]:
-                out[key.replace("eval/", "eval/select/", 1)] = float(
+                out[M.select_key(key)] = float(
                     np.mean([r[key] for r in sel]))
     return out, first
 

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rlkit.compare.logs import load_experiment
-from rlkit.metrics import select_key
 from rlkit.compare.plots import CURVE_AXES, band_caption, curve_band_kinds, curve_name, make_figures
 from rlkit.compare.render import (
     Block,
@@ -39,7 +38,7 @@ from rlkit.compare.stats import (
     PairComparison,
 )
 from rlkit.compare.summary import MetricTable, ScoreSummary, Summary, summarize
-from rlkit.metrics import EVAL_KL, WALL, MetricInfo, info
+from rlkit.metrics import EVAL_KL, WALL, MetricInfo, info, select_key
 
 FIGURES_DIR = "figures"
 

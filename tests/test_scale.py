@@ -271,14 +271,14 @@ dist.destroy_process_group()
 
 def test_two_processes_log_what_one_process_logs(tmp_path):
     """torchrun, 2 ranks on gloo, for reinforce and ppo_clip: every logged metric (wall time
-    and perf/ apart) equals the 1-process run's within 1e-5 relative / 1e-6 absolute (seen:
-    reinforce identical; ppo_clip ≤ 3e-7, from the critic's head, a GEMV whose rounding
-    depends on the rows in the batch), except value/clipfrac (a count of exact ties, ≤ 0.05)."""
+    and perf/ apart) equals the 1-process run's within 1e-5 relative or 1e-6 absolute (seen:
+    ≤ 2.3e-6 relative, ≤ 2e-6 absolute; rounding of forwards over fewer rows), except
+    value/clipfrac, a count of exact ties (seen: 0.049; bound 0.1)."""
     configs = []
     for algorithm in ("reinforce", "ppo_clip"):
+        # grad_accum_steps 1: one process takes each minibatch whole, 2 ranks split it in two
         data = _config(algorithm, **{"name": algorithm, "rollout.batch_size": 6,
-                                     "algorithm.grad_accum_steps": 2, "train.steps": 3,
-                                     "eval.every": 2, "eval.num_prompts": 6})
+                                     "train.steps": 3, "eval.every": 2, "eval.num_prompts": 6})
         path = tmp_path / f"{algorithm}.yaml"
         path.write_text(json.dumps(data))
         configs.append(path)
@@ -297,7 +297,7 @@ def test_two_processes_log_what_one_process_logs(tmp_path):
         two_rows = read_rows(tmp_path / "two" / algorithm / "metrics.jsonl")
         assert [r["train/step"] for r in two_rows] == [0, 1, 2, 3]
         assert two_rows[-1]["train/samples"] == one_rows[-1]["train/samples"]
-        _same_rows(one_rows, two_rows, rel=1e-5, abs_=1e-6, counts=0.05)
+        _same_rows(one_rows, two_rows, rel=1e-5, abs_=1e-6, counts=0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,10 +322,16 @@ GPU_VLLM = pytest.mark.skipif(
 
 @GPU_VLLM
 def test_vllm_backend_samples_with_its_own_logprobs_and_follows_updates(tmp_path):
-    config = _config("reinforce", **{"rollout.backend": "vllm", "train.device": "cuda",
-                                     "train.steps": 2})
+    """Not run where this was written (no GPU): vLLM samples, returns its own log-probs, and
+    after each update holds the trained weights (else the mismatch would grow with the KL)."""
+    config = _config("reinforce", **{
+        "rollout.backend": "vllm", "train.device": "cuda", "train.steps": 3,
+        # vLLM's attention kernels need a head size of 64 or more
+        "policy.config": {"n_layer": 2, "n_head": 2, "n_embd": 128, "n_positions": 64}})
     run = make_run(tmp_path, config)
     exp, info = run.rollout(1)
     assert info.sampler_logprobs is not None and info.sampler_logprobs.abs().sum() > 0
-    row = run.train()
-    assert row["rollout/logprob_mismatch"] < 0.05
+    assert not torch.equal(info.sampler_logprobs, exp.logprobs)  # vLLM's own numbers
+    run.train()
+    rows = [r for r in read_rows(run.run_dir / "metrics.jsonl") if r["train/step"] > 0]
+    assert all(r["rollout/logprob_mismatch"] < 0.1 for r in rows), rows

@@ -193,7 +193,9 @@ class Run:
                                       else n_params(self.policy)
                                       if isinstance(self.reference, AdapterDisabled)
                                       else n_params(self.reference)),
-                        "critic": n_params(self.critic),
+                        "critic": (n_params(self.policy)  # a shared critic runs the trunk
+                                   if isinstance(self.critic, SharedValueModel)
+                                   else n_params(self.critic)),
                         "reward": n_params(model.model) if model is not None else 0}
 
     def _setup_parallel(self) -> None:

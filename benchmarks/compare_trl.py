@@ -72,7 +72,7 @@ def run_rlkit(args: argparse.Namespace, workload: str, algo: str,
 
 def run_trl(args: argparse.Namespace, workload: str, trainer: str) -> dict[str, Any]:
     cmd = [str(TRL_PYTHON), str(BENCH_DIR / "trl_run.py"), "--workload", workload, "--trainer",
-           trainer, *_shared(args)]
+           trainer, "--gradient-checkpointing", args.trl_gradient_checkpointing, *_shared(args)]
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     return _run(cmd, env)
@@ -137,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads on both sides")
     p.add_argument("--rlkit-rev", default=None, metavar="REV",
                    help="benchmark rlkit as of this commit instead of the work tree")
+    p.add_argument("--trl-gradient-checkpointing", default="off", choices=("off", "on"),
+                   help="off (default): the same work as rlkit; on: TRL's configs' default")
     p.add_argument("--no-trl", action="store_true", help="rlkit side only")
     p.add_argument("--work-dir", type=Path, default=None)
     p.add_argument("--json", default=None, help="write every run and the summary here")
@@ -163,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         env = env_with_source(source)
         source_note = f"commit {sha[:12]}"
     names = sorted(workloads.WORKLOADS) if args.workload == "all" else [args.workload]
-    print(f"rlkit ({source_note}) vs TRL {version or '(absent)'}; {args.repeat} repeats x "
+    print(f"rlkit ({source_note}) vs TRL {version or '(absent)'} (gradient checkpointing "
+          f"{args.trl_gradient_checkpointing}); {args.repeat} repeats x "
           f"({args.warmup} warm-up + {args.steps} timed steps), {args.threads} thread(s); "
           f"load average {load_average()}", flush=True)
 
@@ -200,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload average at the end {load_average()}")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"trl": version, "rlkit": source_note, "rows": rows,
+            {"trl": version, "rlkit": source_note,
+             "trl_gradient_checkpointing": args.trl_gradient_checkpointing, "rows": rows,
              "runs": {f"{w}/{a}": slot for (w, a), slot in runs.items()}}, indent=1) + "\n")
     failed = any("rlkit_errors" in r or "trl_errors" in r for r in rows)
     return 1 if failed else 0

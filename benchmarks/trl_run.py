@@ -10,9 +10,10 @@ and optimizer steps per step, same models, same lr, reference model on, fp32, CP
     dpo         trl.DPOTrainer                         dpo (offline pairs)
     online_dpo  trl.experimental.online_dpo.OnlineDPOTrainer  dpo with algorithm.mode=online
 
-``gc.collect`` is replaced by a no-op in this process before TRL is imported: TRL's PPO loop
-calls it twice per step, which on CPU costs more than the tiny models' work and is not what the
-comparison is about. Every completion is exactly L tokens: PPO runs without a stop token (it
+Gradient checkpointing, on by default in TRL's configs, is switched off (rlkit recomputes
+nothing; ``--gradient-checkpointing on`` measures TRL's default). ``gc.collect`` is replaced
+by a no-op in this process before TRL is imported: TRL's PPO loop calls it twice per step,
+which on CPU costs more than the tiny models' work and is not what the comparison is about. Every completion is exactly L tokens: PPO runs without a stop token (it
 never truncates), RLOO and online DPO get ``min_new_tokens = L``, DPO's pairs are L-1 words +
 the EOS it appends. A step's wall time runs from one ``on_step_end`` callback to the next.
 """
@@ -99,8 +100,12 @@ def time_generate(model: Any) -> list[float]:
     return spent
 
 
-def common_args(workload: workloads.Workload, out: Path, total: int) -> dict[str, Any]:
+def common_args(workload: workloads.Workload, out: Path, total: int,
+                checkpointing: bool) -> dict[str, Any]:
     return {
+        # TRL's configs default to gradient checkpointing (recompute activations in backward;
+        # online DPO then also samples without a KV cache); rlkit does neither: off = same work
+        "gradient_checkpointing": checkpointing,
         "output_dir": str(out), "learning_rate": workload.lr, "seed": 0, "use_cpu": True,
         "report_to": "none", "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True,
         "dataloader_num_workers": 0, "bf16": False, "fp16": False, "max_steps": total,
@@ -109,7 +114,8 @@ def common_args(workload: workloads.Workload, out: Path, total: int) -> dict[str
 
 
 def build_trainer(name: str, workload: workloads.Workload, art: workloads.Artifacts, out: Path,
-                  total: int, timer: StepTimer) -> tuple[Any, Any, int]:
+                  total: int, timer: StepTimer, checkpointing: bool = False,
+                  ) -> tuple[Any, Any, int]:
     """The trainer, its policy, and the sequences it trains on per step."""
     from datasets import Dataset
     from transformers import (
@@ -124,7 +130,7 @@ def build_trainer(name: str, workload: workloads.Workload, art: workloads.Artifa
     ref = AutoModelForCausalLM.from_pretrained(art.policy)
     # TRL joins prompt and completion as text: a trailing space keeps the words apart
     prompts = [p + " " for p in _read_prompts(art.prompts_train)]
-    base = common_args(workload, out, total)
+    base = common_args(workload, out, total, checkpointing)
 
     if name == "ppo":
         from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -237,7 +243,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     timer = StepTimer()
     try:
         t0 = time.perf_counter()
-        trainer, policy, per_step = build_trainer(args.trainer, workload, art, out, total, timer)
+        trainer, policy, per_step = build_trainer(args.trainer, workload, art, out, total, timer,
+                                                  args.gradient_checkpointing == "on")
         trainer.remove_callback(PrinterCallback)  # no per-step printing of the logs
         generate_s = time_generate(policy)
         t1 = time.perf_counter()
@@ -260,7 +267,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "tokens_per_step": float(per_step * workload.response_len), "step_wall_s": wall,
         **summarize(wall, episodes, tokens, cpu),
         "peak_memory_mb": peak_rss_mb(), "load_s": t1 - t0, "train_s": t2 - t1,
-        "gc_collect": "no-op", "length_check": length_check, "loadavg": load_average(),
+        "gc_collect": "no-op", "gradient_checkpointing": bool(policy.is_gradient_checkpointing),
+        "length_check": length_check, "loadavg": load_average(),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
                      "transformers": transformers.__version__, "trl": trl.__version__},
     }
@@ -278,6 +286,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--gradient-checkpointing", default="off", choices=("off", "on"),
+                   help="off (default): the same work as rlkit; on: TRL's own default")
     p.add_argument("--work-dir", type=Path, default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--quiet", action="store_true")

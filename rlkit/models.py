@@ -234,7 +234,7 @@ def critic_from_model(model: nn.Module, tokenizer: Any, policy_tokenizer: Any) -
 # ---------------------------------------------------------------------------------------------
 
 
-def apply_lora(model: PreTrainedModel, lora: Any) -> nn.Module:
+def apply_lora(model: PreTrainedModel, lora: Any) -> Any:
     """Wrap ``model`` in LoRA adapters (peft): only the adapters train, the base is frozen.
 
     B starts at zero, so the wrapped policy equals the base policy until the first update,
@@ -255,7 +255,7 @@ def apply_lora(model: PreTrainedModel, lora: Any) -> nn.Module:
             f"architecture ({model.config.model_type}), e.g. 'all-linear'.") from None
 
 
-def is_lora(model: nn.Module | None) -> bool:
+def is_lora(model: Any) -> bool:
     """Whether ``model`` is a peft model (LoRA adapters on a frozen base)."""
     return model is not None and hasattr(model, "disable_adapter") and hasattr(model,
                                                                                "peft_config")
@@ -269,7 +269,9 @@ class AdapterDisabled(nn.Module):
     copy of the base weights exists. Its forward is the policy's forward under
     ``disable_adapter()``, so it is used wherever a reference model is."""
 
-    def __init__(self, model: nn.Module) -> None:
+    model: Any  # the peft policy
+
+    def __init__(self, model: Any) -> None:
         super().__init__()
         self.__dict__["model"] = model  # not a submodule: shared, not owned
 
@@ -278,7 +280,7 @@ class AdapterDisabled(nn.Module):
             return self.model(*args, **kwargs)
 
 
-def reference_of(policy: nn.Module) -> nn.Module:
+def reference_of(policy: Any) -> nn.Module:
     """The reference policy: the adapter-disabled policy under LoRA, else a frozen copy."""
     return AdapterDisabled(policy) if is_lora(policy) else frozen_copy(policy)
 
@@ -289,7 +291,9 @@ class SharedValueModel(nn.Module):
     Only the head is this module's parameter; the trunk (and its adapter) belongs to the
     policy, so the value loss's gradient also reaches the adapter, as in a shared actor-critic."""
 
-    def __init__(self, policy: nn.Module) -> None:
+    trunk: Any  # the policy's transformer, not owned
+
+    def __init__(self, policy: Any) -> None:
         super().__init__()
         base = policy.get_base_model() if is_lora(policy) else policy
         self.__dict__["trunk"] = base.base_model  # the transformer without the LM head
@@ -306,15 +310,15 @@ class SharedValueModel(nn.Module):
         return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
 
 
-def critic_trunk_source(policy: nn.Module) -> nn.Module:
+def critic_trunk_source(policy: Any) -> Any:
     """The Hugging Face model a separate critic's trunk is copied from (under LoRA: the base
     with its adapters, so the copy trains its own adapter on a frozen base)."""
     return policy.get_base_model() if is_lora(policy) else policy
 
 
-def enable_gradient_checkpointing(model: nn.Module) -> None:
+def enable_gradient_checkpointing(model: Any) -> None:
     """Recompute activations in the backward pass (non-reentrant: works with a frozen base)."""
-    target = model
+    target: Any = model
     if isinstance(model, ValueModel):
         target = model.backbone
     elif is_lora(model):
@@ -352,12 +356,12 @@ def on_device(model: nn.Module | None, device: torch.device, offload: bool) -> I
         model.to("cpu")
 
 
-def _adapter_name(model: nn.Module) -> str:
+def _adapter_name(model: Any) -> str:
     name = model.active_adapter
     return name if isinstance(name, str) else name[0]
 
 
-def base_state_dict(model: nn.Module, merged: bool) -> dict[str, torch.Tensor]:
+def base_state_dict(model: Any, merged: bool) -> dict[str, torch.Tensor]:
     """The plain Hugging Face state dict of a peft model's base: Hugging Face key names, the
     adapter merged into the weights (W + (alpha/r)·B·A) or left out. The model is unchanged."""
     from peft.tuners.lora import LoraLayer
@@ -371,12 +375,12 @@ def base_state_dict(model: nn.Module, merged: bool) -> dict[str, torch.Tensor]:
             for name, module in base.named_modules():
                 if isinstance(module, LoraLayer) and adapter in module.lora_A:
                     weight = module.get_base_layer().weight
-                    delta = module.get_delta_weight(adapter)
+                    delta = module.get_delta_weight(adapter)  # type: ignore[attr-defined]
                     state[f"{name}.weight"] = (weight.float() + delta.float()).to(weight.dtype)
     return state
 
 
-def save_policy(model: nn.Module, tokenizer: Any, target: Path, merged: bool) -> None:
+def save_policy(model: Any, tokenizer: Any, target: Path | str, merged: bool) -> None:
     """The final policy: a plain model; under LoRA the adapter merged into it (``merged``) or
     the adapter alone in peft format, with the base beside it in ``base/`` when the base has
     no name to be loaded by (a model built from config)."""
@@ -400,7 +404,7 @@ def save_policy(model: nn.Module, tokenizer: Any, target: Path, merged: bool) ->
     tokenizer.save_pretrained(target)
 
 
-def _save_plain(model: nn.Module, state: dict[str, torch.Tensor], target: Path) -> None:
+def _save_plain(model: Any, state: dict[str, torch.Tensor], target: Path) -> None:
     """Save ``state`` as a plain Hugging Face model of the peft model's architecture."""
     base = model.get_base_model()
     with torch.device("meta"):
@@ -410,14 +414,14 @@ def _save_plain(model: nn.Module, state: dict[str, torch.Tensor], target: Path) 
     plain.save_pretrained(target, safe_serialization=True)
 
 
-def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def adapter_state(model: Any) -> dict[str, torch.Tensor]:
     """The trained part of a LoRA policy (what a checkpoint keeps of it)."""
     from peft import get_peft_model_state_dict
 
     return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 
-def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_adapter_state(model: Any, state: dict[str, torch.Tensor]) -> None:
     from peft import set_peft_model_state_dict
 
     result = set_peft_model_state_dict(model, state)

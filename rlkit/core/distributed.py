@@ -103,12 +103,13 @@ class Dist:
                 p.grad = torch.zeros_like(p)
         if not live:
             return
-        flat = torch.cat([p.grad.reshape(-1).float() for p in live])
+        grads = [p.grad for p in live if p.grad is not None]
+        flat = torch.cat([g.reshape(-1).float() for g in grads])
         dist.all_reduce(flat)
         offset = 0
-        for p in live:
-            n = p.numel()
-            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset:offset + n].view_as(g))
             offset += n
 
     def first_error(self, error: str | None) -> str | None:
@@ -225,17 +226,23 @@ def concat_info(parts: list[RolloutInfo], device: torch.device) -> RolloutInfo:
                            if p.sampler_logprobs is not None])
 
     def cat(name: str) -> Tensor | None:
-        values = [getattr(p, name) for p in parts]
+        values: list[Tensor | None] = [getattr(p, name) for p in parts]
         if any(v is None for v in values):
             return None
-        return torch.cat([_pad_tokens(v, width) if v.dim() >= 2 else v for v in values]
-                         ).to(device)
+        return torch.cat([_pad_tokens(v, width) if v.dim() >= 2 else v  # type: ignore[misc]
+                          for v in values if v is not None]).to(device)
+
+    def cat_required(name: str) -> Tensor:
+        value = cat(name)
+        assert value is not None
+        return value
 
     first = parts[0]
-    gold = None if any(p.gold is None for p in parts) else [g for p in parts for g in p.gold]
+    gold = (None if any(p.gold is None for p in parts)
+            else [g for p in parts for g in (p.gold or [])])
     return RolloutInfo(
-        raw_scores=cat("raw_scores"), responses=[r for p in parts for r in p.responses],
-        ended=cat("ended"), entropy=cat("entropy"), gold=gold,
+        raw_scores=cat_required("raw_scores"), responses=[r for p in parts for r in p.responses],
+        ended=cat_required("ended"), entropy=cat("entropy"), gold=gold,
         per_source={k: torch.cat([p.per_source[k] for p in parts]) for k in first.per_source},
         sampler_logprobs=cat("sampler_logprobs"), prompts=[x for p in parts for x in p.prompts],
         metadata=[m for p in parts for m in p.metadata],

@@ -227,15 +227,16 @@ class ExperienceMaker:
             return samples
         pad = self.tokenizer.pad_token_id
 
-        def per_token(t: Tensor | None) -> Tensor | None:
-            return None if t is None else torch.nn.functional.pad(t, (0, right), value=0)
+        def per_token(t: Tensor) -> Tensor:
+            return torch.nn.functional.pad(t, (0, right), value=0)
 
         return Samples(
             input_ids=torch.nn.functional.pad(samples.input_ids, (left, right), value=pad),
             attention_mask=torch.nn.functional.pad(samples.attention_mask, (left, right),
                                                    value=0),
             prompt_len=prompt_len, response_mask=per_token(samples.response_mask),
-            ended=samples.ended, logprobs=per_token(samples.logprobs))
+            ended=samples.ended,
+            logprobs=None if samples.logprobs is None else per_token(samples.logprobs))
 
 
 def outside_inference(exp: Experience) -> Experience:

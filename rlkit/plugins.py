@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "rlkit.rewards",
     "rlkit.tasks.toy",
     "rlkit.tasks.reviews",
+    "rlkit.tasks.arithmetic",
 )
 
 

@@ -1,0 +1,75 @@
+"""The engine's speed-ups change no logged metric: every built-in algorithm, 3 steps on the
+toy task, logs exactly (bit for bit) the rows it logged before them (``perf/*`` and wall time
+aside). The golden rows in ``tests/data/golden_metrics.json`` were generated from the engine
+*before* those changes (``python tests/test_no_work_twice.py --write``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_run, read_rows, tiny_config
+
+GOLDEN = Path(__file__).parent / "data" / "golden_metrics.json"
+
+# name -> config overrides; "dpo_online" is DPO with on-policy pairs
+ALGORITHMS: dict[str, dict[str, Any]] = {
+    "reinforce": {}, "a2c": {}, "ppo_clip": {}, "ppo_kl": {}, "ppo_max": {}, "dpo": {},
+    "dpo_online": {"algorithm.name": "dpo", "algorithm.mode": "online"},
+    "grpo": {}, "rloo": {}, "reinforce_pp": {}, "kto": {}, "simpo": {}, "orpo": {},
+}
+
+
+def _config(name: str) -> dict[str, Any]:
+    overrides = {"algorithm.name": name, "train.threads": 1, **ALGORITHMS[name]}
+    config = tiny_config(**overrides)
+    config["algorithm"].pop("baseline")
+    return config
+
+
+def _deterministic(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("perf/") and k != "train/wall_s"}
+
+
+def metrics_of(tmp_path: Path, name: str) -> list[dict[str, Any]]:
+    run = make_run(tmp_path, _config(name), name=name)
+    run.train()
+    return [_deterministic(r) for r in read_rows(run.run_dir / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_metrics_are_bit_identical_to_the_golden_rows(tmp_path: Path, name: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    golden = json.loads(GOLDEN.read_text())[name]
+    rows = json.loads(json.dumps(metrics_of(tmp_path, name)))  # the same float round trip
+    assert len(rows) == len(golden)
+    for got, want in zip(rows, golden, strict=True):
+        assert got.keys() == want.keys()
+        diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+        assert not diff, diff
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    import os
+    import tempfile
+
+    import torch
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    torch.set_num_threads(1)
+    out: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["RLKIT_CACHE_DIR"] = str(Path(tmp) / "cache")
+        for algo in ALGORITHMS:
+            from rlkit.plugins import set_plugin_manager
+
+            set_plugin_manager(None)
+            out[algo] = metrics_of(Path(tmp), algo)
+    GOLDEN.write_text(json.dumps(out, indent=0, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}: {sum(len(v) for v in out.values())} rows")

@@ -70,16 +70,25 @@ def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, estimator: KLEstimator) -
     raise ValueError(f"unknown KL estimator {estimator!r}; valid: k1, k2, k3")
 
 
+def log_softmax_at(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """log softmax(logits / T) over the vocabulary, in fp32: the *sampling* distribution."""
+    return F.log_softmax(logits.float() / temperature, dim=-1)
+
+
 def logprobs_from_logits(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> Tensor:
     """log softmax(logits / T)[token]: the log-prob under the *sampling* distribution."""
-    logp = F.log_softmax(logits.float() / temperature, dim=-1)
+    logp = log_softmax_at(logits, temperature)
     return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logp(logp: Tensor) -> Tensor:
+    """Exact per-position entropy −Σ p log p from log-probs over the vocabulary, in nats."""
+    return -(logp.exp() * logp).sum(-1)
 
 
 def entropy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
     """Exact per-position entropy H(softmax(logits / T)) in nats."""
-    logp = F.log_softmax(logits.float() / temperature, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
+    return entropy_from_logp(log_softmax_at(logits, temperature))
 
 
 def tokens_reward(scores: Tensor, kl: Tensor, kl_coef: float, mask: Tensor) -> Tensor:

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlkit.ops import entropy_from_logits, logprobs_from_logits
+from rlkit.ops import (
+    entropy_from_logits,
+    entropy_from_logp,
+    log_softmax_at,
+    logprobs_from_logits,
+)
 
 
 @dataclass
@@ -133,19 +138,31 @@ def forward_response(
     prompt_len: int,
     temperature: float,
     with_entropy: bool = True,
+    entropy_grad: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     """Log-probs (and exact entropies) of the response tokens under softmax(logits/T).
 
     Logits at position i predict token i+1, so the response tokens P..P+R−1 are scored by
-    the logits at P−1..P+R−2; only those R positions are materialised.
+    the logits at P−1..P+R−2; only those R positions are materialised. With
+    ``entropy_grad=False`` (or no autograd) one log_softmax serves both, the entropy taken
+    outside the graph: the values, and the gradient of the log-probs, are bit-identical to
+    two separate log_softmax passes. With an entropy gradient the two stay separate passes
+    (one shared pass would sum the two backward paths in another order: not bit-identical).
     """
     positions = position_ids_from_mask(attention_mask)
     hidden_logits = model(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
     ).logits[:, prompt_len - 1 : -1]
     tokens = input_ids[:, prompt_len:]
-    logprobs = logprobs_from_logits(hidden_logits, tokens, temperature)
-    entropy = entropy_from_logits(hidden_logits, temperature) if with_entropy else None
+    if not with_entropy:
+        return logprobs_from_logits(hidden_logits, tokens, temperature), None
+    if entropy_grad and torch.is_grad_enabled():
+        return (logprobs_from_logits(hidden_logits, tokens, temperature),
+                entropy_from_logits(hidden_logits, temperature))
+    logp = log_softmax_at(hidden_logits, temperature)
+    logprobs = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    with torch.no_grad():
+        entropy = entropy_from_logp(logp)
     return logprobs, entropy
 
 

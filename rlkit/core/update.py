@@ -69,10 +69,19 @@ class Updater:
                               if critic is not None else [])
 
     # -- forwards ----------------------------------------------------------------------------
+    def entropy_grad(self) -> bool:
+        """Whether the loss can differentiate the entropy: not when the algorithm's entropy
+        coefficient (``ent_coef``) is 0 — the term is then 0·H, whose gradient is 0, so the
+        entropy is taken outside the graph (one log_softmax; bit-identical). An algorithm
+        without an ``ent_coef`` keeps the entropy in the graph."""
+        coef = getattr(self.c, "ent_coef", None)
+        return not (isinstance(coef, (int, float)) and coef == 0)
+
     def policy_output(self, mb: Experience, temperature: float) -> PolicyOutput:
         with self.autocast:
             logprobs, entropy = forward_response(
-                self.policy, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature
+                self.policy, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature,
+                entropy_grad=self.entropy_grad(),
             )
             values = (forward_values(self.critic, mb.input_ids, mb.attention_mask, mb.prompt_len)
                       if self.critic is not None else None)

@@ -52,7 +52,8 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel 
         )
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": "[PAD]"})
-        if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+        embeddings: Any = model.get_input_embeddings() if model is not None else None
+        if model is not None and embeddings.num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
     if model is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -187,7 +188,7 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer: Any,
                 "critic_init='reward' needs the reward model to share the policy's tokenizer "
                 "(the critic reads the policy's tokens). Use critic_init='policy'."
             )
-        trunk = copy.deepcopy(reward_model.base_model)
+        trunk = copy.deepcopy(_trunk(reward_model))
         source_head = getattr(reward_model, "score", None) or getattr(reward_model, "classifier", None)
         hidden = trunk.config.hidden_size
         head = nn.Linear(hidden, 1, bias=True)
@@ -199,7 +200,7 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer: Any,
                 if source_head.bias is not None:
                     head.bias.copy_(source_head.bias[:1])
     elif init == "policy":
-        trunk = copy.deepcopy(policy.base_model)
+        trunk = copy.deepcopy(_trunk(policy))
         head = nn.Linear(trunk.config.hidden_size, 1, bias=True)
         with torch.no_grad():  # a zero head: V ≡ 0 at the start (OpenAI 2019)
             head.weight.zero_()
@@ -211,6 +212,11 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer: Any,
     return critic
 
 
+def _trunk(model: nn.Module) -> Any:
+    """A Hugging Face model's transformer trunk (``base_model``; the model itself otherwise)."""
+    return getattr(model, "base_model", model)
+
+
 def critic_from_model(model: nn.Module, tokenizer: Any, policy_tokenizer: Any) -> ValueModel:
     """A separate critic model (``critic.model``): its trunk with a zero value head. It reads
     the policy's tokens, so it must share the policy's vocabulary."""
@@ -218,7 +224,7 @@ def critic_from_model(model: nn.Module, tokenizer: Any, policy_tokenizer: Any) -
         raise ConfigError(
             "critic.model must share the policy's tokenizer (the critic reads the policy's "
             "tokens); pick a critic of the same model family or leave critic.model unset.")
-    trunk = getattr(model, "base_model", model)
+    trunk = _trunk(model)
     hidden = trunk.config.hidden_size
     head = nn.Linear(hidden, 1, bias=True)
     with torch.no_grad():

@@ -73,3 +73,28 @@ if __name__ == "__main__" and "--write" in sys.argv:
             out[algo] = metrics_of(Path(tmp), algo)
     GOLDEN.write_text(json.dumps(out, indent=0, sort_keys=True) + "\n")
     print(f"wrote {GOLDEN}: {sum(len(v) for v in out.values())} rows")
+
+
+@pytest.mark.parametrize(("name", "overrides", "skipped"), [
+    ("dpo", {}, True), ("simpo", {}, True), ("orpo", {}, True),
+    ("dpo", {"algorithm.num_minibatches": 2}, False),
+    ("dpo", {"algorithm.loss_type": "bco_pair"}, False), ("kto", {}, False),
+])
+def test_offline_pairs_skip_the_policy_forward_only_where_the_update_recomputes_it(
+        tmp_path: Path, name: str, overrides: dict[str, Any], skipped: bool) -> None:
+    import math
+
+    from rlkit.core.experience import OLD_LOGPROBS_PENDING
+
+    config = _config(name)
+    for key, value in overrides.items():
+        config["algorithm"][key.split(".")[1]] = value
+    run = make_run(tmp_path, config)
+    exp, _ = run.batch(1)
+    assert bool(getattr(exp, OLD_LOGPROBS_PENDING, False)) is skipped
+    run.algorithm.prepare(exp)
+    stats = run.update(exp, 1, 1.0)
+    assert not getattr(exp, OLD_LOGPROBS_PENDING, False)
+    assert math.isfinite(float(exp.logprobs.sum()))
+    if skipped:  # the first minibatch's ratio to π_old is exactly 1
+        assert stats["policy/ratio_mean"] == 1.0

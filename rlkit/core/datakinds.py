@@ -27,7 +27,13 @@ from typing import Any, ClassVar
 import torch
 
 from rlkit.algorithm import Experience
-from rlkit.core.experience import ExperienceMaker, RolloutInfo, outside_inference, stream_seed
+from rlkit.core.experience import (
+    OLD_LOGPROBS_PENDING,
+    ExperienceMaker,
+    RolloutInfo,
+    outside_inference,
+    stream_seed,
+)
 from rlkit.data import load_preference_jsonl, read_jsonl
 from rlkit.errors import ConfigError, DataError
 from rlkit.hookspecs import hookimpl
@@ -156,10 +162,33 @@ class _GivenResponses(DataKind):
         prompt_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for _, p, _ in items])
         samples = m.layout(prompt_ids, prompt_mask, [b for _, _, b in items])
         rows = [{"prompt": prompt} for prompt, _, _ in items]
+        skip = not self.needs_policy_forward(len(items))
         exp, info = m.score(samples, rows, 1.0, with_values=False, with_rewards=False,
-                            with_entropy=False)
+                            with_entropy=False, with_policy=not skip)
         info.is_rollout = False
-        return outside_inference(exp), info
+        exp = outside_inference(exp)
+        if skip:
+            setattr(exp, OLD_LOGPROBS_PENDING, True)
+        return exp, info
+
+    # built-in algorithms whose ``prepare`` never reads ``batch.logprobs`` (and whose loss
+    # reads the fresh ``out.logprobs``): their old log-probs are the update's first forward
+    NO_OLD_LOGPROBS_BEFORE_UPDATE: ClassVar[frozenset[str]] = frozenset({"dpo", "simpo", "orpo"})
+
+    def needs_policy_forward(self, rows: int) -> bool:
+        """Whether the batch needs the no-grad policy forward (old log-probs). Not when the
+        update's first micro-batch is the whole batch, scored alike before any optimizer
+        step (one minibatch, one micro-batch, one process, no score chunking) and the
+        algorithm does not read them before the update: the update's first forward then
+        computes exactly these log-probs, bit for bit."""
+        c, train = self.ctx.algorithm_config, self.config.train
+        dist = getattr(self.maker, "dist", None)
+        return not (
+            self.ctx.config.algorithm_name in self.NO_OLD_LOGPROBS_BEFORE_UPDATE
+            and getattr(c, "loss_type", None) != "bco_pair"
+            and c.num_minibatches == 1 and c.grad_accum_steps == 1
+            and (dist is None or not dist.active)
+            and (train.score_batch_size is None or train.score_batch_size >= rows))
 
 
 class Preferences(_GivenResponses):

@@ -147,11 +147,14 @@ class ExperienceMaker:
     @torch.inference_mode()
     def score(self, samples: Samples, rows: list[dict[str, Any]], temperature: float, *,
               with_values: bool, with_rewards: bool = True, with_entropy: bool = True,
-              for_eval: bool = False) -> tuple[Experience, RolloutInfo]:
+              for_eval: bool = False, with_policy: bool = True
+              ) -> tuple[Experience, RolloutInfo]:
         """One batched pass per model: old log-probs, reference log-probs, values, rewards.
         ``rows`` are the prompt rows (prompt + metadata), one per sequence. Under data
         parallelism each rank first pads its slice to the global batch's layout, so every
-        row is scored exactly as one process scores it."""
+        row is scored exactly as one process scores it. ``with_policy=False`` skips the
+        policy forward: ``logprobs`` is then a NaN placeholder (and ``kl`` zeros) that the
+        updater fills with the first minibatch's log-probs (:data:`OLD_LOGPROBS_PENDING`)."""
         samples = self._global_layout(samples)
         ids, attn, plen, mask = (samples.input_ids, samples.attention_mask, samples.prompt_len,
                                  samples.response_mask)
@@ -167,8 +170,11 @@ class ExperienceMaker:
             return torch.cat(parts)
 
         with self.autocast:
-            logprobs, entropy = chunked(lambda s: forward_response(
-                self.policy, ids[s], attn[s], plen, temperature, with_entropy=with_entropy))
+            if with_policy:
+                logprobs, entropy = chunked(lambda s: forward_response(
+                    self.policy, ids[s], attn[s], plen, temperature, with_entropy=with_entropy))
+            else:
+                logprobs, entropy = torch.full(mask.shape, float("nan"), device=mask.device), None
             ref = None
             if self.reference is not None and (self.spec.needs_reference or for_eval):
                 with on_device(self.reference, self.device, train.offload_frozen):
@@ -177,7 +183,10 @@ class ExperienceMaker:
             values = (chunked(lambda s: forward_values(self.critic, ids[s], attn[s], plen)) * mask
                       if with_values and self.critic is not None else None)
         logprobs = logprobs * mask
-        if ref is not None:
+        if ref is not None and not with_policy:
+            ref = ref * mask
+            kl = torch.zeros_like(logprobs)
+        elif ref is not None:
             ref = ref * mask
             kl = kl_penalty(logprobs, ref, self.config.kl.estimator) * mask
         else:
@@ -237,6 +246,11 @@ class ExperienceMaker:
             prompt_len=prompt_len, response_mask=per_token(samples.response_mask),
             ended=samples.ended,
             logprobs=None if samples.logprobs is None else per_token(samples.logprobs))
+
+
+# set on an Experience whose ``logprobs`` the scoring forward skipped (``with_policy=False``):
+# the updater takes them from its first forward, on unchanged weights
+OLD_LOGPROBS_PENDING = "_rlkit_old_logprobs_pending"
 
 
 def outside_inference(exp: Experience) -> Experience:

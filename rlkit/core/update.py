@@ -15,7 +15,7 @@ from torch import Tensor
 
 from rlkit import metrics as M
 from rlkit.algorithm import Algorithm, AlgorithmSpec, Experience, PolicyOutput
-from rlkit.core.experience import stream_seed
+from rlkit.core.experience import OLD_LOGPROBS_PENDING, stream_seed
 from rlkit.ops import masked_mean, ratio_stats
 from rlkit.rollout import forward_response, forward_values
 from rlkit.scoring import NonFiniteError
@@ -130,6 +130,7 @@ class Updater:
         skipped = 0
         generator = torch.Generator().manual_seed(stream_seed(self.seed, step, 4))
         advantages = exp.advantages
+        pending = bool(getattr(exp, OLD_LOGPROBS_PENDING, False))  # old log-probs not scored
         for _epoch in range(c.epochs):
             order = groups[torch.randperm(len(groups), generator=generator).to(groups.device)]
             for mb_groups in torch.tensor_split(order, min(c.num_minibatches, len(order))):
@@ -143,6 +144,11 @@ class Updater:
                     micro = torch.nonzero(torch.isin(exp.group_ids, micro_groups)).squeeze(1)
                     mb = exp.select(micro)
                     out = self.policy_output(mb, temperature)
+                    if pending:  # the whole batch, weights not yet stepped: π_old = π_θ
+                        assert len(mb) == len(exp)
+                        exp.logprobs = mb.logprobs = out.logprobs.detach()
+                        setattr(exp, OLD_LOGPROBS_PENDING, False)
+                        pending = False
                     loss, metrics = self.algorithm.loss(mb, out)
                     if not torch.isfinite(loss):
                         terms = [k for k, v in metrics.items()

@@ -180,6 +180,10 @@ class TrainConfig(Section):
         1, gt=0, description="torch CPU threads (1 is fastest for tiny models on a shared CPU; "
         "None keeps torch's default)."
     )
+    optimizer_foreach: bool = Field(
+        True, description="AdamW's multi-tensor (foreach) step instead of its per-parameter "
+        "loop: the same updates bit for bit (checked on every built-in algorithm); False: the "
+        "loop. (fused=True is not offered: on the CPU it changes the metrics.)")
     skip_nonfinite: bool = Field(
         False, description="Skip a batch whose rewards, loss or gradient norm are not finite "
         "(counted in train/nonfinite_skipped) instead of stopping the run.")

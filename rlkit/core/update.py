@@ -22,13 +22,15 @@ from rlkit.scoring import NonFiniteError
 
 
 def make_optimizer(policy: torch.nn.Module, critic: torch.nn.Module | None,
-                   c: Any) -> torch.optim.Optimizer:
-    """AdamW with one parameter group for the policy and one for the critic (its own lr)."""
+                   c: Any, foreach: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW with one parameter group for the policy and one for the critic (its own lr);
+    ``foreach``: its multi-tensor step (None: torch's default for the device)."""
     groups = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": c.lr}]
     if critic is not None:
         groups.append({"params": [p for p in critic.parameters() if p.requires_grad],
                        "lr": c.critic_lr or c.lr})
-    return torch.optim.AdamW(groups, lr=c.lr, eps=c.adam_eps, weight_decay=c.weight_decay)
+    return torch.optim.AdamW(groups, lr=c.lr, eps=c.adam_eps, weight_decay=c.weight_decay,
+                             foreach=foreach)
 
 
 def lr_lambda(c: Any, total_optimizer_steps: int) -> Any:
@@ -53,14 +55,14 @@ class Updater:
                  policy: torch.nn.Module, critic: torch.nn.Module | None, tokenizer: Any,
                  device: torch.device, seed: int, total_steps: int, skip_nonfinite: bool,
                  autocast: AbstractContextManager[Any] | None = None,
-                 dist: Any = None) -> None:
+                 dist: Any = None, foreach: bool | None = None) -> None:
         c = algorithm.config
         self.dist = dist  # rlkit.core.distributed.Dist, or None: one process
         self.algorithm, self.spec, self.c = algorithm, spec, c
         self.policy, self.critic, self.tokenizer, self.device = policy, critic, tokenizer, device
         self.seed, self.skip_nonfinite = seed, skip_nonfinite
         self.autocast = autocast or nullcontext()
-        self.optimizer = make_optimizer(policy, critic, c)
+        self.optimizer = make_optimizer(policy, critic, c, foreach)
         self.total_optimizer_steps = total_steps * c.epochs * c.num_minibatches
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(c, self.total_optimizer_steps))

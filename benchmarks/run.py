@@ -384,6 +384,7 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(ok[len(ok) // 2])
     best["episodes_per_s"] = median([r["episodes_per_s"] for r in ok])
     best["tokens_per_s"] = median([r["tokens_per_s"] for r in ok])
+    best["episodes_per_cpu_s"] = median([r.get("episodes_per_cpu_s", float("nan")) for r in ok])
     best["runs_episodes_per_s"] = [r["episodes_per_s"] for r in results if "error" not in r]
     return best
 

@@ -139,7 +139,8 @@ class DPO(Algorithm[DPOConfig]):
             data_kind="preferences" if config.mode == "offline" else "judged_pairs",
             needs_reference=True,
             loss_aggregation="seq_mean_token_mean" if config.ipo_length_normalize
-            else "seq_mean_token_sum")
+            else "seq_mean_token_sum",
+            reads_old_logprobs=config.loss_type == "bco_pair")  # bco_pair's δ reads π_old
 
     def prepare(self, batch: Experience) -> dict[str, float]:
         """Role of each sequence: +1 chosen, −1 rejected, 0 unused (online: ties, middles)."""

@@ -71,6 +71,7 @@ class ORPO(Algorithm[ORPOConfig]):
     data_kind = "preferences"
     needs_reference = False
     loss_aggregation = "seq_mean_token_mean"
+    reads_old_logprobs = False  # prepare reads only scores and groups
 
     def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Tensor]]:
         average = sequence_logprobs(out.logprobs, batch.response_mask, length_normalize=True)

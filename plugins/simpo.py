@@ -65,6 +65,7 @@ class SimPO(Algorithm[SimPOConfig]):
     data_kind = "preferences"
     needs_reference = False
     loss_aggregation = "seq_mean_token_mean"
+    reads_old_logprobs = False  # prepare reads only scores and groups
 
     def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config

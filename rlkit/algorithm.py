@@ -193,7 +193,10 @@ class AlgorithmSpec:
     ``needs_critic`` and where the critic starts (``critic_init``: "policy", "reward", "auto";
     a core ``critic.model`` spec overrides it with a separate model); ``loss_aggregation`` (see
     :data:`LossAggregation`); ``clip_range`` (ε_low, ε_high) of a ratio clip, from which the
-    engine measures ``policy/clipfrac`` with one definition for every algorithm.
+    engine measures ``policy/clipfrac`` with one definition for every algorithm;
+    ``reads_old_logprobs``: False when ``prepare`` never reads ``batch.logprobs`` (π_old), so
+    for given (offline) responses the engine may skip the no-grad policy forward and take the
+    update's first forward, bit-identical, as π_old.
     """
 
     data_kind: str = "rollout"
@@ -203,6 +206,7 @@ class AlgorithmSpec:
     critic_init: str = "policy"
     loss_aggregation: LossAggregation = "token_mean"
     clip_range: tuple[float, float] | None = None
+    reads_old_logprobs: bool = True
 
     def validate(self, owner: str) -> None:
         """Raise a :class:`~rlkit.errors.PluginError` naming ``owner`` on an invalid value."""
@@ -239,6 +243,7 @@ class Algorithm(ABC, Generic[C]):
     needs_reference: ClassVar[bool] = True
     needs_critic: ClassVar[bool] = False
     loss_aggregation: ClassVar[LossAggregation] = "token_mean"
+    reads_old_logprobs: ClassVar[bool] = True
 
     def __init__(self, config: C, total_steps: int) -> None:
         self.config: C = config
@@ -251,6 +256,7 @@ class Algorithm(ABC, Generic[C]):
         return AlgorithmSpec(
             data_kind=cls.data_kind, needs_reference=cls.needs_reference,
             needs_critic=cls.needs_critic, loss_aggregation=cls.loss_aggregation,
+            reads_old_logprobs=cls.reads_old_logprobs,
             critic_init=config.critic_init if isinstance(config, CriticConfig) else "policy",
         )
 

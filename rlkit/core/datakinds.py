@@ -171,10 +171,6 @@ class _GivenResponses(DataKind):
             setattr(exp, OLD_LOGPROBS_PENDING, True)
         return exp, info
 
-    # built-in algorithms whose ``prepare`` never reads ``batch.logprobs`` (and whose loss
-    # reads the fresh ``out.logprobs``): their old log-probs are the update's first forward
-    NO_OLD_LOGPROBS_BEFORE_UPDATE: ClassVar[frozenset[str]] = frozenset({"dpo", "simpo", "orpo"})
-
     def needs_policy_forward(self, rows: int) -> bool:
         """Whether the batch needs the no-grad policy forward (old log-probs). Not when the
         update's first micro-batch is the whole batch, scored alike before any optimizer
@@ -184,8 +180,7 @@ class _GivenResponses(DataKind):
         c, train = self.ctx.algorithm_config, self.config.train
         dist = getattr(self.maker, "dist", None)
         return not (
-            self.ctx.config.algorithm_name in self.NO_OLD_LOGPROBS_BEFORE_UPDATE
-            and getattr(c, "loss_type", None) != "bco_pair"
+            not self.ctx.spec.reads_old_logprobs
             and c.num_minibatches == 1 and c.grad_accum_steps == 1
             and (dist is None or not dist.active)
             and (train.score_batch_size is None or train.score_batch_size >= rows))

@@ -45,7 +45,7 @@ class ArithmeticOptions:
         high=1.0,
     )
     answer_noise: float = _opt(
-        0.4,
+        0.35,
         "Fraction of the careless-phase demonstrations whose final digit is wrong: how often "
         "the SFT policy slips.",
         low=0.0,
@@ -54,9 +54,9 @@ class ArithmeticOptions:
     sft_steps: int = _opt(1200, "SFT steps on correct worked answers.", low=1)
     sft_lr: float = _opt(3e-3, "SFT peak learning rate.", low=0.0)
     careless_steps: int = _opt(
-        200, "Steps on demonstrations with slips after SFT (0: a careful policy).", low=0
+        400, "Steps on demonstrations with slips after SFT (0: a careful policy).", low=0
     )
-    careless_lr: float = _opt(1e-3, "Learning rate of the careless phase.", low=0.0)
+    careless_lr: float = _opt(3e-4, "Learning rate of the careless phase.", low=0.0)
     batch_size: int = _opt(64, "Demonstrations per step.", low=1)
     policy_layers: int = _opt(2, "Transformer layers of the SFT policy.", low=1)
     policy_width: int = _opt(64, "Embedding width of the SFT policy.", low=1)

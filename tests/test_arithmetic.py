@@ -33,6 +33,7 @@ from rlkit.tasks.arithmetic.problems import (
     random_problem,
     slipped_totals,
 )
+from rlkit.tasks.base import Split
 from rlkit.training import EOS, PAD
 
 
@@ -147,6 +148,7 @@ def test_a_slip_changes_only_the_last_digit_of_the_answer() -> None:
         ("", "83", False),
         ("=", "83", False),
         ("-83", "83", False),
+        ("٨٣", "83", False),  # only ASCII digits are digits
     ],
 )
 def test_is_correct_on_hand_examples(response: str, answer: str | int, correct: bool) -> None:
@@ -159,7 +161,7 @@ def test_extract_answer_and_well_formed() -> None:
     assert extract_answer("66 +") is None and extract_answer("") is None
     assert is_well_formed("83") and is_well_formed("83 - 17 + 9 = 66 + 9 = 75")
     assert is_well_formed(" 83 - 17 = 66 \n")  # the ends are stripped
-    for bad in ("", "83 +", "83 - 17", "= 66", "83  - 17 = 66", "83 - 17 = 66 =", "8a"):
+    for bad in ("", "83 +", "83 - 17", "= 66", "83  - 17 = 66", "83 - 17 = 66 =", "8a", "٨٣"):
         assert not is_well_formed(bad), bad
 
 
@@ -261,7 +263,8 @@ def test_options_select_the_cache_entry(tmp_path: Path) -> None:
 
 def test_prompt_rows_carry_the_answer_and_need_no_build(tmp_path: Path) -> None:
     task = ArithmeticTask({"train_prompts": 50, "eval_prompts": 20}, cache_dir=tmp_path)
-    for split, n in (("train", 50), ("eval", 20)):
+    splits: tuple[tuple[Split, int], ...] = (("train", 50), ("eval", 20))
+    for split, n in splits:
         rows = task.prompt_rows(split)
         assert [r["prompt"] for r in rows] == task.prompts(split)
         assert len(rows) == n and all(set(r) == {"prompt", "answer"} for r in rows)
@@ -357,7 +360,8 @@ def test_world_files_agree_with_the_task(arithmetic_cache: Path) -> None:
 
     task = ArithmeticTask({}, cache_dir=arithmetic_cache)
     before = _digests(task.world_dir)
-    for split in ("train", "eval"):
+    splits: tuple[Split, ...] = ("train", "eval")
+    for split in splits:
         lines = (task.world_dir / f"prompts_{split}.jsonl").read_text().splitlines()
         assert [json.loads(line) for line in lines] == task.prompt_rows(split)
     policy = AutoModelForCausalLM.from_pretrained(task.policy())

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 OPERATORS = ("+", "-")
 EQUALS = "="
 
-_NUMBER = re.compile(r"\d+")
-_PROMPT = re.compile(r"\s*(\d+(?:\s*[+-]\s*\d+)+)\s*=\s*")
-_TERM = re.compile(r"([+-]?)\s*(\d+)")
+# re.ASCII: \d is 0-9 only, so "٨٣" (Arabic-Indic digits) is no number here.
+_NUMBER = re.compile(r"\d+", re.ASCII)
+_PROMPT = re.compile(r"\s*(\d+(?:\s*[+-]\s*\d+)+)\s*=\s*", re.ASCII)
+_TERM = re.compile(r"([+-]?)\s*(\d+)", re.ASCII)
 # A well-formed response: expressions of numbers and operators joined by "=", ending on a
 # single number (the canonical worked answer is one; so is a bare answer).
 _EXPRESSION = r"\d+(?: [+-] \d+)*"
-_WELL_FORMED = re.compile(rf"(?:{_EXPRESSION} = )*\d+")
+_WELL_FORMED = re.compile(rf"(?:{_EXPRESSION} = )*\d+", re.ASCII)
 
 
 @dataclass(frozen=True)

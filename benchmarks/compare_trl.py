@@ -108,8 +108,11 @@ def summarize_pair(workload: str, algo: str, trainer: str, rlkit_runs: list[dict
     return row
 
 
+def _fmt(value: float | None, spec: str = ".0f") -> str:
+    return "–" if value is None or value != value else format(value, spec)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    nan = float("nan")
     head = ("| workload | rlkit | TRL | rlkit eps/s | TRL eps/s | rlkit/TRL | per-repeat "
             "ratios | rlkit/TRL per CPU-s | rlkit tokens/s | peak MB rlkit / TRL | "
             "rlkit rollout / update |")
@@ -118,11 +121,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         span = r.get("ratio_range")
         span_text = f"{span[0]:.2f}–{span[1]:.2f}" if span else "–"
         lines.append(
-            f"| {r['workload']} | {r['rlkit']} | {r['trl']} | {r['rlkit_episodes_per_s']:.0f} | "
-            f"{r.get('trl_episodes_per_s', nan):.0f} | **{r.get('ratio', nan):.2f}** | "
-            f"{span_text} | {r.get('ratio_cpu', nan):.2f} | {r['rlkit_tokens_per_s']:.0f} | "
-            f"{r['rlkit_peak_memory_mb']:.0f} / {r.get('trl_peak_memory_mb', nan):.0f} | "
-            f"{100 * r['rlkit_rollout_share']:.0f}% / {100 * r['rlkit_update_share']:.0f}% |")
+            f"| {r['workload']} | {r['rlkit']} | {r['trl']} | {_fmt(r['rlkit_episodes_per_s'])} | "
+            f"{_fmt(r.get('trl_episodes_per_s'))} | **{_fmt(r.get('ratio'), '.2f')}** | "
+            f"{span_text} | {_fmt(r.get('ratio_cpu'), '.2f')} | "
+            f"{_fmt(r['rlkit_tokens_per_s'])} | {_fmt(r['rlkit_peak_memory_mb'])} / "
+            f"{_fmt(r.get('trl_peak_memory_mb'))} | {_fmt(100 * r['rlkit_rollout_share'])}% / "
+            f"{_fmt(100 * r['rlkit_update_share'])}% |")
     return "\n".join(lines)
 
 

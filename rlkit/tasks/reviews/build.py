@@ -31,7 +31,7 @@ from rlkit.tasks.reviews.grammar import (
     prompt_sets,
     vocabulary,
 )
-from rlkit.tasks.reviews.options import ReviewsOptions
+from rlkit.tasks.reviews.options import RICH_SAMPLES_PER_PROMPT, ReviewsOptions
 from rlkit.training import (
     build_word_tokenizer,
     quiet_transformers,
@@ -54,6 +54,7 @@ SAMPLES_PER_EVAL_PROMPT = 4
 POLICY_DIR = "policy"
 REWARD_DIR = "reward_model"
 PREFERENCES_FILE = "preferences.jsonl"
+UNPAIRED_FILE = "unpaired.jsonl"
 PROMPT_FILES = {"train": "prompts_train.txt", "eval": "prompts_eval.txt"}
 FIGURES_FILE = "figures.json"
 
@@ -225,9 +226,16 @@ def _build(out: Path, options: ReviewsOptions) -> dict[str, Any]:
     reward_model = GPT2ForSequenceClassification.from_pretrained(out / REWARD_DIR)
 
     log.info("reviews: sampling preference pairs for offline methods")
-    prefs, identical, agree = _preference_pairs(
-        policy, reward_model, tokenizer, train_prompts, seed
-    )
+    rich: dict[str, Any] = {}
+    agree: float | None
+    if options.preference_pairs == "rich":
+        prefs, unpaired, rich = _rich_preference_pairs(policy, tokenizer, train_prompts, seed)
+        identical, agree = rich.pop("ties_dropped"), 1.0
+        write_jsonl(out / UNPAIRED_FILE, unpaired)
+    else:
+        prefs, identical, agree = _preference_pairs(
+            policy, reward_model, tokenizer, train_prompts, seed
+        )
     write_jsonl(out / PREFERENCES_FILE, prefs)
 
     log.info("reviews: measuring the SFT policy")
@@ -266,6 +274,7 @@ def _build(out: Path, options: ReviewsOptions) -> dict[str, Any]:
         "preference_pairs": len(prefs),
         "preference_identical_dropped": identical,
         "preference_gold_agreement": agree,
+        **rich,
         "sft_samples": len(samples),
         "sft_eos_rate": sum(s.finished for s in samples) / len(samples),
         "sft_valid_rate": sum(valid) / len(samples),
@@ -325,3 +334,66 @@ def _preference_pairs(
             agreements.append(float(gold_win > gold_lose))
     agree = sum(agreements) / len(agreements) if agreements else None
     return pairs, dropped, agree
+
+
+def _rich_preference_pairs(
+    policy: GPT2LMHeadModel,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    seed: int,
+) -> tuple[list[dict[str, str]], list[dict[str, Any]], dict[str, Any]]:
+    """Preference pairs as the DPO paper built them for IMDb: several SFT samples per
+    training prompt, and every pair of a prompt's samples ordered by the gold reward (pairs
+    with equal gold, identical responses included, are dropped, and so are pairs with an
+    empty response). Also the unpaired data for
+    KTO-style methods derived from those pairs: a sample that wins more of its pairs than it
+    loses is desirable, one that loses more is undesirable, an even record is left out (each
+    distinct response once per prompt). Returns (pairs, unpaired, figures)."""
+    n = RICH_SAMPLES_PER_PROMPT
+    samples = sample_responses(
+        policy,
+        tokenizer,
+        prompts,
+        n_per_prompt=n,
+        seed=subseed(seed, "rich_preferences"),
+        max_new_tokens=MAX_NEW_TOKENS,
+    )
+    golds = [gold_reward(s.prompt, s.response) for s in samples]
+    pairs: list[dict[str, str]] = []
+    unpaired: list[dict[str, Any]] = []
+    ties = empty = 0
+    for start in range(0, len(samples), n):
+        group = samples[start : start + n]
+        gold = golds[start : start + n]
+        record: dict[str, int] = defaultdict(int)  # wins minus losses per distinct response
+        for i in range(n):
+            for j in range(i + 1, n):
+                if gold[i] == gold[j] or group[i].response == group[j].response:
+                    ties += 1
+                    continue
+                if not (group[i].response.strip() and group[j].response.strip()):
+                    empty += 1  # an immediate EOS: preference data needs two responses
+                    continue
+                win, lose = (i, j) if gold[i] > gold[j] else (j, i)
+                pairs.append(
+                    {
+                        "prompt": group[0].prompt,
+                        "chosen": group[win].response,
+                        "rejected": group[lose].response,
+                    }
+                )
+                record[group[win].response] += 1
+                record[group[lose].response] -= 1
+        for response, score in record.items():  # insertion order: deterministic
+            if score:
+                unpaired.append(
+                    {"prompt": group[0].prompt, "completion": response, "label": score > 0}
+                )
+    figures = {
+        "preference_samples_per_prompt": n,
+        "ties_dropped": ties,
+        "preference_empty_dropped": empty,
+        "unpaired_examples": len(unpaired),
+        "unpaired_desirable": sum(row["label"] for row in unpaired),
+    }
+    return pairs, unpaired, figures

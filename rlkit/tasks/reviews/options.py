@@ -15,6 +15,11 @@ from typing import Any
 
 from rlkit.errors import ConfigError, did_you_mean
 
+#: Values of the ``preference_pairs`` option.
+PREFERENCE_CHOICES = ("small", "rich")
+#: SFT samples per training prompt when ``preference_pairs`` is ``rich``.
+RICH_SAMPLES_PER_PROMPT = 5
+
 
 def _opt(
     default: Any,
@@ -24,9 +29,18 @@ def _opt(
     high: float | None = None,
     open_low: bool = False,
     open_high: bool = False,
+    choices: tuple[str, ...] | None = None,
 ) -> Any:
-    """A dataclass field carrying its help text and bounds (open bounds are exclusive)."""
-    meta = {"help": help, "low": low, "high": high, "open_low": open_low, "open_high": open_high}
+    """A dataclass field carrying its help text and bounds (open bounds are exclusive), or
+    the allowed values of a string option."""
+    meta = {
+        "help": help,
+        "low": low,
+        "high": high,
+        "open_low": open_low,
+        "open_high": open_high,
+        "choices": choices,
+    }
     return field(default=default, metadata=meta)
 
 
@@ -71,14 +85,33 @@ class ReviewsOptions:
     rm_lr: float = _opt(3e-3, "Reward-model peak learning rate.", low=0.0, open_low=True)
     batch_size: int = _opt(64, "Texts per SFT step.", low=1)
     rm_batch_size: int = _opt(256, "Pairs per reward-model step.", low=1)
+    preference_pairs: str = _opt(
+        "small",
+        "Offline preference data. small: two SFT samples per training prompt ranked by the "
+        "reward model (a few hundred pairs). rich: as the DPO paper built them for IMDb, "
+        f"{RICH_SAMPLES_PER_PROMPT} SFT samples per training prompt and every pair of them "
+        "ordered by the gold reward, ties dropped (thousands of pairs), plus an unpaired "
+        "desirable/undesirable file derived from them.",
+        choices=PREFERENCE_CHOICES,
+    )
 
     def digest(self) -> str:
         """Short hash of every option: the cache key beside the version and the seed."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        blob = json.dumps(self.as_dict(), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every option, except options added after the first release while they hold their
+        defaults: so the default world keeps its cache key and its ``options.json``."""
+        values = dataclasses.asdict(self)
+        for name, default in _LATER_OPTIONS.items():
+            if values[name] == default:
+                del values[name]
+        return values
+
+
+#: Options added after worlds were already cached, with the default that leaves a world as it was.
+_LATER_OPTIONS: dict[str, Any] = {"preference_pairs": "small"}
 
 
 def option_docs() -> list[tuple[str, Any, str]]:
@@ -94,6 +127,12 @@ def describe_options() -> str:
 def _check_value(f: dataclasses.Field, value: Any) -> Any:
     meta = f.metadata
     where = f"Task 'reviews' option '{f.name}'"
+    if meta["choices"] is not None:
+        if value not in meta["choices"]:
+            raise ConfigError(
+                f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}."
+            )
+        return value
     if isinstance(f.default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}.")

@@ -26,6 +26,7 @@ from rlkit.tasks.reviews.build import (
     PREFERENCES_FILE,
     PROMPT_FILES,
     REWARD_DIR,
+    UNPAIRED_FILE,
     VERSION,
     build_world,
 )
@@ -177,6 +178,13 @@ class ReviewsTask(Task):
 
     def preferences(self) -> str:
         return str(self.ensure_built() / PREFERENCES_FILE)
+
+    def unpaired(self) -> str | None:
+        """With ``preference_pairs: rich``, the unpaired desirable/undesirable file derived
+        from the rich pairs; otherwise ``None`` (derived from :meth:`preferences`)."""
+        if self.config.preference_pairs != "rich":
+            return None
+        return str(self.ensure_built() / UNPAIRED_FILE)
 
     def pretraining_texts(self) -> list[str]:
         """The SFT corpus (for PPO-ptx's language-model loss)."""

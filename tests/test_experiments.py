@@ -29,12 +29,17 @@ def test_shipped_experiment_expands_into_valid_runs(path):
         assert run.config.algorithm["name"] == run.algorithm
 
 
-def test_quickstart_has_all_six_algorithms_and_three_seeds():
-    path = Path(__file__).resolve().parent.parent / "experiments" / "quickstart.yaml"
-    exp, planned = load_experiment(path, get_plugin_manager().registry.algorithms)
+def test_quickstart_is_six_tuned_algorithms_on_five_fresh_seeds():
+    root = Path(__file__).resolve().parent.parent / "experiments"
+    exp, planned = load_experiment(root / "quickstart.yaml", get_plugin_manager().registry.algorithms)
     assert {p.algorithm for p in planned} == {"reinforce", "a2c", "ppo_clip", "ppo_kl",
                                               "ppo_max", "dpo"}
-    assert exp.seeds == [0, 1, 2] and len(planned) == 18
+    assert exp.seeds == [0, 1, 2, 3, 4] and len(planned) == 30
+    # its settings are the checked-in tuning run's, whose selection seeds are disjoint
+    tuning = yaml.safe_load((root / "quickstart_tuning.yaml").read_text())
+    assert not set(tuning["tune"]["seeds"]) & set(exp.seeds)
+    lrs = {p.algorithm: p.config.algorithm["lr"] for p in planned}
+    assert lrs["ppo_clip"] == 3.0e-4 and lrs["a2c"] == 3.0e-3  # tuned, not one shared lr
 
 
 def test_sweep_and_unknown_keys(tmp_path):

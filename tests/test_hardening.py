@@ -794,7 +794,7 @@ def test_grid_workers_print_no_progress_bars(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("algorithm", ["reinforce", "dpo"])
 def test_killed_run_resumes_to_the_uninterrupted_files(tmp_path, algorithm):
-    steps = 4
+    steps = 10  # long enough that a kill lands inside the run on an idle machine too
     config = tiny_config(**{"checkpoint.every": 1, "train.steps": steps})
     if algorithm == "dpo":
         config["algorithm"] = {"name": "dpo", "lr": 1e-3}
@@ -805,8 +805,8 @@ def test_killed_run_resumes_to_the_uninterrupted_files(tmp_path, algorithm):
     rng = random.Random(f"kill-{algorithm}")
     # during set-up, then after a random number of logged steps (the last: during the final
     # checkpoint and policy save), each a random fraction of a step later
-    moments = [(0, rng.uniform(0, 0.3))] + [(rng.randint(1, steps + 1), rng.uniform(0, 0.15))
-                                            for _ in range(3)]
+    moments = [(0, rng.uniform(0, 0.3))] + [(rng.randint(1, steps + 1), rng.uniform(0, 0.01))
+                                            for _ in range(4)]
     killed = []
     for trial, (rows, extra) in enumerate(moments):
         out = tmp_path / f"killed{trial}"

@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from filelock import FileLock
+
 Split = Literal["train", "eval"]
+
+
+log = logging.getLogger("rlkit.tasks")
+
+
+def build_cached(final: Path, build: Callable[[Path], Any], is_built: Callable[[], bool],
+                 label: str) -> float | None:
+    """Build a world into ``final`` once: under a file lock (parallel runs of a grid build it
+    once and share it), into a temporary directory beside it, renamed into place, so a killed
+    build leaves no half cache. Returns the seconds spent, or None when it was already built."""
+    if is_built():
+        return None
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final.parent / f"{final.name}.lock")):
+        if is_built():  # another process built it while we waited
+            return None
+        for stale in final.parent.glob(f".{final.name}.tmp-*"):  # a killed build's
+            shutil.rmtree(stale, ignore_errors=True)
+        log.info("%s: building the world into %s (once; cached after)", label, final)
+        start = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        try:
+            build(tmp)
+            os.chmod(tmp, 0o755)
+            if final.exists():  # a stale entry without figures: an interrupted copy
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return time.perf_counter() - start
 
 
 def default_cache_dir() -> Path:

@@ -8,14 +8,8 @@ and parallel runs of a comparison grid build it once and share it.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-import shutil
-import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +17,7 @@ from rlkit.errors import ConfigError
 from rlkit.tasks.arithmetic.build import FIGURES_FILE, POLICY_DIR, VERSION, build_world
 from rlkit.tasks.arithmetic.options import parse_options
 from rlkit.tasks.arithmetic.problems import Problem, exact_scores, parse_prompt, problem_sets
-from rlkit.tasks.base import Split, Task
-
-try:  # POSIX advisory locks; elsewhere the atomic rename alone keeps the cache whole
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
-log = logging.getLogger("rlkit.tasks.arithmetic")
+from rlkit.tasks.base import Split, Task, build_cached
 
 #: The registered reward names (``rlkit_register_rewards``); :meth:`ArithmeticTask.reward`
 #: answers one of them, so ``reward.model: task`` scores exact-match correctness.
@@ -39,20 +26,6 @@ EXACT_FORMAT_REWARD = "arithmetic_exact_format"
 #: What a well-formed worked answer adds with ``format_reward: true``: small beside the 1.0
 #: of a right answer, so form never outweighs correctness.
 FORMAT_BONUS = 0.1
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) for the block."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def format_prepare_report(figures: Mapping[str, Any]) -> str:
@@ -121,30 +94,9 @@ class ArithmeticTask(Task):
 
     def _build_if_needed(self) -> float | None:
         """Seconds spent building, or None when the world was already there."""
-        final = self.world_dir
-        if self.is_built():
-            return None
         self._problems()  # an impossible option set fails here, before any training
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(final.parent / f"{final.name}.lock"):
-            if self.is_built():  # another process built it while we waited
-                return None
-            if fcntl is not None:  # we hold the lock: any temporary dir is a killed build's
-                for stale in final.parent.glob(f".{final.name}.tmp-*"):
-                    shutil.rmtree(stale, ignore_errors=True)
-            log.info("arithmetic: building the world into %s (once; cached after)", final)
-            start = time.perf_counter()
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-            try:
-                build_world(tmp, self.config)
-                os.chmod(tmp, 0o755)
-                if final.exists():  # a stale entry without figures: an interrupted copy
-                    shutil.rmtree(final)
-                os.rename(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            return time.perf_counter() - start
+        return build_cached(self.world_dir, lambda tmp: build_world(tmp, self.config),
+                            self.is_built, "arithmetic")
 
     # -- problems ----------------------------------------------------------------------------
     def _problems(self) -> dict[str, list[Problem]]:

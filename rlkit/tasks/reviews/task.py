@@ -7,19 +7,13 @@ no half cache, and parallel runs of a comparison grid build it once and share it
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-import shutil
-import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rlkit.errors import ConfigError
-from rlkit.tasks.base import Split, Task
+from rlkit.tasks.base import Split, Task, build_cached
 from rlkit.tasks.reviews.build import (
     FIGURES_FILE,
     POLICY_DIR,
@@ -32,27 +26,6 @@ from rlkit.tasks.reviews.build import (
 )
 from rlkit.tasks.reviews.gold import gold_rewards
 from rlkit.tasks.reviews.options import parse_options
-
-try:  # POSIX advisory locks; elsewhere the atomic rename alone keeps the cache whole
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
-log = logging.getLogger("rlkit.tasks.reviews")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) for the block."""
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -126,29 +99,8 @@ class ReviewsTask(Task):
 
     def _build_if_needed(self) -> float | None:
         """Seconds spent building, or None when the world was already there."""
-        final = self.world_dir
-        if self.is_built():
-            return None
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(final.parent / f"{final.name}.lock"):
-            if self.is_built():  # another process built it while we waited
-                return None
-            if fcntl is not None:  # we hold the lock: any temporary dir is a killed build's
-                for stale in final.parent.glob(f".{final.name}.tmp-*"):
-                    shutil.rmtree(stale, ignore_errors=True)
-            log.info("reviews: building the world into %s (once; cached after)", final)
-            start = time.perf_counter()
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-            try:
-                build_world(tmp, self.config)
-                os.chmod(tmp, 0o755)
-                if final.exists():  # a stale entry without figures: an interrupted copy
-                    shutil.rmtree(final)
-                os.rename(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            return time.perf_counter() - start
+        return build_cached(self.world_dir, lambda tmp: build_world(tmp, self.config),
+                            self.is_built, "reviews")
 
     # -- the Task contract -------------------------------------------------------------------
     def prompts(self, split: Split) -> list[str]:

@@ -118,3 +118,39 @@ class Task(ABC):
     def prepare(self) -> dict[str, Any]:
         """Build every cached artifact now; return figures worth printing (sizes, accuracies)."""
         return {}
+
+
+class CachedWorld(Task):
+    """A task whose artifacts are built once per option set into
+    ``<cache>/<name>/v<version>-seed<seed>-<digest>/`` (see :func:`build_cached`); the
+    directory counts as built once its ``figures_file`` exists.
+
+    Subclasses set ``version`` and ``figures_file``, parse their options into ``self.config``
+    (with ``seed`` and ``digest()``), and implement :meth:`build_into`.
+    """
+
+    version: ClassVar[int]
+    figures_file: ClassVar[str]
+    config: Any
+
+    @property
+    def world_dir(self) -> Path:
+        """Where this option set's world lives (it may not be built yet)."""
+        name = f"v{self.version}-seed{self.config.seed}-{self.config.digest()}"
+        return self.cache_dir / self.name / name
+
+    def is_built(self) -> bool:
+        return (self.world_dir / self.figures_file).is_file()
+
+    def ensure_built(self) -> Path:
+        """Build the world unless cached; return its directory."""
+        self._build_if_needed()
+        return self.world_dir
+
+    def _build_if_needed(self) -> float | None:
+        """Seconds spent building, or None when the world was already there."""
+        return build_cached(self.world_dir, self.build_into, self.is_built, self.name)
+
+    @abstractmethod
+    def build_into(self, directory: Path) -> Any:
+        """Build every artifact into the empty ``directory``."""

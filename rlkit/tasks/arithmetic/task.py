@@ -17,7 +17,7 @@ from rlkit.errors import ConfigError
 from rlkit.tasks.arithmetic.build import FIGURES_FILE, POLICY_DIR, VERSION, build_world
 from rlkit.tasks.arithmetic.options import parse_options
 from rlkit.tasks.arithmetic.problems import Problem, exact_scores, parse_prompt, problem_sets
-from rlkit.tasks.base import Split, Task, build_cached
+from rlkit.tasks.base import CachedWorld, Split
 
 #: The registered reward names (``rlkit_register_rewards``); :meth:`ArithmeticTask.reward`
 #: answers one of them, so ``reward.model: task`` scores exact-match correctness.
@@ -53,7 +53,7 @@ def format_prepare_report(figures: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class ArithmeticTask(Task):
+class ArithmeticTask(CachedWorld):
     """Addition and subtraction problems with one checkable answer: RL with verifiable
     rewards on a CPU.
 
@@ -77,26 +77,12 @@ class ArithmeticTask(Task):
     #: ``rlkit prepare`` prints the figures of :meth:`prepare` with this.
     format_prepare_report = staticmethod(format_prepare_report)
 
-    # -- the cache ---------------------------------------------------------------------------
-    @property
-    def world_dir(self) -> Path:
-        """Where this option set's world lives (it may not be built yet)."""
-        name = f"v{VERSION}-seed{self.config.seed}-{self.config.digest()}"
-        return self.cache_dir / "arithmetic" / name
+    version = VERSION
+    figures_file = FIGURES_FILE
 
-    def is_built(self) -> bool:
-        return (self.world_dir / FIGURES_FILE).is_file()
-
-    def ensure_built(self) -> Path:
-        """Build the world unless cached; return its directory."""
-        self._build_if_needed()
-        return self.world_dir
-
-    def _build_if_needed(self) -> float | None:
-        """Seconds spent building, or None when the world was already there."""
+    def build_into(self, directory: Path) -> Any:
         self._problems()  # an impossible option set fails here, before any training
-        return build_cached(self.world_dir, lambda tmp: build_world(tmp, self.config),
-                            self.is_built, "arithmetic")
+        return build_world(directory, self.config)
 
     # -- problems ----------------------------------------------------------------------------
     def _problems(self) -> dict[str, list[Problem]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rlkit.errors import ConfigError
-from rlkit.tasks.base import Split, Task, build_cached
+from rlkit.tasks.base import CachedWorld, Split
 from rlkit.tasks.reviews.build import (
     FIGURES_FILE,
     POLICY_DIR,
@@ -61,7 +61,7 @@ def format_prepare_report(figures: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class ReviewsTask(Task):
+class ReviewsTask(CachedWorld):
     """Synthetic movie reviews with known sentiment: positive-sentiment RLHF on a CPU.
 
     Prompts are review openings ("the plot was"); the policy is a tiny GPT-2 trained on the
@@ -82,25 +82,11 @@ class ReviewsTask(Task):
     #: ``rlkit prepare`` prints the figures of :meth:`prepare` with this.
     format_prepare_report = staticmethod(format_prepare_report)
 
-    # -- the cache ---------------------------------------------------------------------------
-    @property
-    def world_dir(self) -> Path:
-        """Where this option set's world lives (it may not be built yet)."""
-        name = f"v{VERSION}-seed{self.config.seed}-{self.config.digest()}"
-        return self.cache_dir / "reviews" / name
+    version = VERSION
+    figures_file = FIGURES_FILE
 
-    def is_built(self) -> bool:
-        return (self.world_dir / FIGURES_FILE).is_file()
-
-    def ensure_built(self) -> Path:
-        """Build the world unless cached; return its directory."""
-        self._build_if_needed()
-        return self.world_dir
-
-    def _build_if_needed(self) -> float | None:
-        """Seconds spent building, or None when the world was already there."""
-        return build_cached(self.world_dir, lambda tmp: build_world(tmp, self.config),
-                            self.is_built, "reviews")
+    def build_into(self, directory: Path) -> Any:
+        return build_world(directory, self.config)
 
     # -- the Task contract -------------------------------------------------------------------
     def prompts(self, split: Split) -> list[str]:

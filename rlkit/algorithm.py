@@ -124,6 +124,10 @@ class Experience:
     returns: Tensor | None = None  # [N, R], set by Algorithm.prepare when a critic learns
     token_rewards: Tensor | None = None  # [N, R] per-token rewards of a reward source
     extras: dict[str, Tensor] = field(default_factory=dict)  # per-sample tensors of a plugin
+    # engine-internal: ``logprobs`` not scored yet (given responses whose algorithm declared
+    # ``reads_old_logprobs = False``); the update's first forward, on unchanged weights, fills
+    # them bit-identically
+    logprobs_pending: bool = False
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]

@@ -84,17 +84,15 @@ def test_offline_pairs_skip_the_policy_forward_only_where_the_update_recomputes_
         tmp_path: Path, name: str, overrides: dict[str, Any], skipped: bool) -> None:
     import math
 
-    from rlkit.core.experience import OLD_LOGPROBS_PENDING
-
     config = _config(name)
     for key, value in overrides.items():
         config["algorithm"][key.split(".")[1]] = value
     run = make_run(tmp_path, config)
     exp, _ = run.batch(1)
-    assert bool(getattr(exp, OLD_LOGPROBS_PENDING, False)) is skipped
+    assert exp.logprobs_pending is skipped
     run.algorithm.prepare(exp)
     stats = run.update(exp, 1, 1.0)
-    assert not getattr(exp, OLD_LOGPROBS_PENDING, False)
+    assert not exp.logprobs_pending
     assert math.isfinite(float(exp.logprobs.sum()))
     if skipped:  # the first minibatch's ratio to π_old is exactly 1
         assert stats["policy/ratio_mean"] == 1.0

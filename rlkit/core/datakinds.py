@@ -28,7 +28,6 @@ import torch
 
 from rlkit.algorithm import Experience
 from rlkit.core.experience import (
-    OLD_LOGPROBS_PENDING,
     ExperienceMaker,
     RolloutInfo,
     outside_inference,
@@ -167,8 +166,7 @@ class _GivenResponses(DataKind):
                             with_entropy=False, with_policy=not skip)
         info.is_rollout = False
         exp = outside_inference(exp)
-        if skip:
-            setattr(exp, OLD_LOGPROBS_PENDING, True)
+        exp.logprobs_pending = skip
         return exp, info
 
     def needs_policy_forward(self, rows: int) -> bool:

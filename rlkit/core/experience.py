@@ -154,7 +154,7 @@ class ExperienceMaker:
         parallelism each rank first pads its slice to the global batch's layout, so every
         row is scored exactly as one process scores it. ``with_policy=False`` skips the
         policy forward: ``logprobs`` is then a NaN placeholder (and ``kl`` zeros) that the
-        updater fills with the first minibatch's log-probs (:data:`OLD_LOGPROBS_PENDING`)."""
+        updater fills with the first minibatch's log-probs (``Experience.logprobs_pending``)."""
         samples = self._global_layout(samples)
         ids, attn, plen, mask = (samples.input_ids, samples.attention_mask, samples.prompt_len,
                                  samples.response_mask)
@@ -246,11 +246,6 @@ class ExperienceMaker:
             prompt_len=prompt_len, response_mask=per_token(samples.response_mask),
             ended=samples.ended,
             logprobs=None if samples.logprobs is None else per_token(samples.logprobs))
-
-
-# set on an Experience whose ``logprobs`` the scoring forward skipped (``with_policy=False``):
-# the updater takes them from its first forward, on unchanged weights
-OLD_LOGPROBS_PENDING = "_rlkit_old_logprobs_pending"
 
 
 def outside_inference(exp: Experience) -> Experience:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from rlkit import metrics as M
 from rlkit.algorithm import Algorithm, AlgorithmSpec, Experience, PolicyOutput
-from rlkit.core.experience import OLD_LOGPROBS_PENDING, stream_seed
+from rlkit.core.experience import stream_seed
 from rlkit.ops import masked_mean, ratio_stats
 from rlkit.rollout import forward_response, forward_values
 from rlkit.scoring import NonFiniteError
@@ -132,7 +132,7 @@ class Updater:
         skipped = 0
         generator = torch.Generator().manual_seed(stream_seed(self.seed, step, 4))
         advantages = exp.advantages
-        pending = bool(getattr(exp, OLD_LOGPROBS_PENDING, False))  # old log-probs not scored
+        pending = exp.logprobs_pending  # old log-probs not scored yet
         for _epoch in range(c.epochs):
             order = groups[torch.randperm(len(groups), generator=generator).to(groups.device)]
             for mb_groups in torch.tensor_split(order, min(c.num_minibatches, len(order))):
@@ -149,7 +149,7 @@ class Updater:
                     if pending:  # the whole batch, weights not yet stepped: π_old = π_θ
                         assert len(mb) == len(exp)
                         exp.logprobs = mb.logprobs = out.logprobs.detach()
-                        setattr(exp, OLD_LOGPROBS_PENDING, False)
+                        exp.logprobs_pending = False
                         pending = False
                     loss, metrics = self.algorithm.loss(mb, out)
                     if not torch.isfinite(loss):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -154,3 +155,14 @@ class CachedWorld(Task):
     @abstractmethod
     def build_into(self, directory: Path) -> Any:
         """Build every artifact into the empty ``directory``."""
+
+    def prepare(self) -> dict[str, Any]:
+        """Build now (if needed) and return the world's figures, plus where it lives and
+        whether this call built it."""
+        seconds = self._build_if_needed()
+        figures = json.loads((self.world_dir / self.figures_file).read_text(encoding="utf-8"))
+        figures["cache_dir"] = str(self.world_dir)
+        figures["built"] = seconds is not None
+        if seconds is not None:
+            figures["build_seconds"] = round(seconds, 1)
+        return figures

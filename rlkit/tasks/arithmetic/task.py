@@ -8,7 +8,6 @@ and parallel runs of a comparison grid build it once and share it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,17 +146,6 @@ class ArithmeticTask(CachedWorld):
         if len(responses) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         return exact_scores(responses, answers)
-
-    def prepare(self) -> dict[str, Any]:
-        """Build now (if needed) and return the world's figures, plus where it lives and
-        whether this call built it."""
-        seconds = self._build_if_needed()
-        figures = json.loads((self.world_dir / FIGURES_FILE).read_text(encoding="utf-8"))
-        figures["cache_dir"] = str(self.world_dir)
-        figures["built"] = seconds is not None
-        if seconds is not None:
-            figures["build_seconds"] = round(seconds, 1)
-        return figures
 
 
 def arithmetic_exact(

@@ -7,7 +7,6 @@ no half cache, and parallel runs of a comparison grid build it once and share it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,14 +126,3 @@ class ReviewsTask(CachedWorld):
     def pretraining_texts(self) -> list[str]:
         """The SFT corpus (for PPO-ptx's language-model loss)."""
         return (self.ensure_built() / "corpus.txt").read_text(encoding="utf-8").splitlines()
-
-    def prepare(self) -> dict[str, Any]:
-        """Build now (if needed) and return the world's figures, plus where it lives and
-        whether this call built it."""
-        seconds = self._build_if_needed()
-        figures = json.loads((self.world_dir / FIGURES_FILE).read_text(encoding="utf-8"))
-        figures["cache_dir"] = str(self.world_dir)
-        figures["built"] = seconds is not None
-        if seconds is not None:
-            figures["build_seconds"] = round(seconds, 1)
-        return figures

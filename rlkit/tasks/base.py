@@ -21,6 +21,26 @@ Split = Literal["train", "eval"]
 log = logging.getLogger("rlkit.tasks")
 
 
+def checked_options(options: Mapping[str, Any], schema: type, task: str, valid: str,
+                    check: Callable[[Any, Any], Any]) -> dict[str, Any]:
+    """``options`` checked against the fields of the dataclass ``schema``, each value by
+    ``check(field, value)``; an unknown key is a ConfigError naming the task and ``valid``."""
+    import dataclasses
+
+    from rlkit.errors import ConfigError, did_you_mean
+
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    values: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in fields:
+            raise ConfigError(
+                f"Unknown option '{key}' for task '{task}'.{did_you_mean(str(key), fields)} "
+                f"Valid options: {valid}."
+            )
+        values[key] = check(fields[key], value)
+    return values
+
+
 def build_cached(final: Path, build: Callable[[Path], Any], is_built: Callable[[], bool],
                  label: str) -> float | None:
     """Build a world into ``final`` once: under a file lock (parallel runs of a grid build it

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlkit.errors import ConfigError, did_you_mean
+from rlkit.errors import ConfigError
+from rlkit.tasks.base import checked_options
 
 
 def _opt(default: Any, help: str, *, low: float | None = None, high: float | None = None) -> Any:
@@ -115,16 +116,8 @@ def _check_value(f: dataclasses.Field, value: Any) -> Any:
 
 def parse_options(options: Mapping[str, Any]) -> ArithmeticOptions:
     """Validated options; ConfigError names the bad key and lists the valid ones."""
-    fields = {f.name: f for f in dataclasses.fields(ArithmeticOptions)}
-    values: dict[str, Any] = {}
-    for key, value in options.items():
-        if key not in fields:
-            raise ConfigError(
-                f"Unknown option '{key}' for task 'arithmetic'.{did_you_mean(str(key), fields)} "
-                f"Valid options: {describe_options()}."
-            )
-        values[key] = _check_value(fields[key], value)
-    parsed = ArithmeticOptions(**values)
+    parsed = ArithmeticOptions(**checked_options(options, ArithmeticOptions, "arithmetic", describe_options(),
+                                      _check_value))
     if parsed.policy_width % parsed.policy_heads:
         raise ConfigError(
             f"Task 'arithmetic' option 'policy_width' ({parsed.policy_width}) must be a "

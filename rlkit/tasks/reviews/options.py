@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlkit.errors import ConfigError, did_you_mean
+from rlkit.errors import ConfigError
+from rlkit.tasks.base import checked_options
 
 #: Values of the ``preference_pairs`` option.
 PREFERENCE_CHOICES = ("small", "rich")
@@ -160,16 +161,8 @@ def _check_value(f: dataclasses.Field, value: Any) -> Any:
 
 def parse_options(options: Mapping[str, Any]) -> ReviewsOptions:
     """Validated options; ConfigError names the bad key and lists the valid ones."""
-    fields = {f.name: f for f in dataclasses.fields(ReviewsOptions)}
-    values: dict[str, Any] = {}
-    for key, value in options.items():
-        if key not in fields:
-            raise ConfigError(
-                f"Unknown option '{key}' for task 'reviews'.{did_you_mean(str(key), fields)} "
-                f"Valid options: {describe_options()}."
-            )
-        values[key] = _check_value(fields[key], value)
-    parsed = ReviewsOptions(**values)
+    parsed = ReviewsOptions(**checked_options(options, ReviewsOptions, "reviews", describe_options(),
+                                      _check_value))
     for prefix in ("policy", "rm"):
         width, heads = getattr(parsed, f"{prefix}_width"), getattr(parsed, f"{prefix}_heads")
         if width % heads:

@@ -386,11 +386,14 @@ def base_state_dict(model: Any, merged: bool) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_policy(model: Any, tokenizer: Any, target: Path | str, merged: bool) -> None:
+def save_policy(model: Any, tokenizer: Any, target: Path | str, merged: bool,
+                final: Path | str | None = None) -> None:
     """The final policy: a plain model; under LoRA the adapter merged into it (``merged``) or
     the adapter alone in peft format, with the base beside it in ``base/`` when the base has
-    no name to be loaded by (a model built from config)."""
+    no name to be loaded by (a model built from config). ``final``: where ``target`` will be
+    renamed to (the adapter's base path points there), when it is written elsewhere first."""
     target = Path(target)
+    home = Path(final) if final is not None else target
     if not is_lora(model):
         model.save_pretrained(target, safe_serialization=True)
     elif merged:
@@ -402,7 +405,7 @@ def save_policy(model: Any, tokenizer: Any, target: Path | str, merged: bool) ->
         if not original:
             _save_plain(model, base_state_dict(model, merged=False), target / "base")
             tokenizer.save_pretrained(target / "base")
-            peft_config.base_model_name_or_path = str((target / "base").resolve())
+            peft_config.base_model_name_or_path = str((home / "base").resolve())
         try:
             model.save_pretrained(target, safe_serialization=True)
         finally:

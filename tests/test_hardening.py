@@ -820,6 +820,37 @@ def test_killed_run_resumes_to_the_uninterrupted_files(tmp_path, algorithm):
     assert len(killed) >= 3
 
 
+def test_killed_while_saving_the_final_policy_resumes_to_the_uninterrupted_files(
+        tmp_path, monkeypatch):
+    """The moment the random kills above reach only by chance: SIGKILL after half the final
+    policy is written. The resume leaves neither a half ``policy/`` nor the killed save's
+    temporary files: the same files as an uninterrupted run."""
+    import rlkit.core.run as run_module
+
+    config = tiny_config(**{"checkpoint.every": 1, "train.steps": 2})
+    path = write_config(tmp_path, config)
+    reference = tmp_path / "reference"
+    pid = fork_cli(["run", str(path), "--out", str(reference)], tmp_path / "ref.log")
+    assert wait_exit(pid) == 0, (tmp_path / "ref.log").read_text()
+
+    real_save = run_module.save_policy
+
+    def save_then_die(model: Any, tokenizer: Any, target: Path, *args: Any, **kw: Any) -> None:
+        model.save_pretrained(target, safe_serialization=True)  # the weights, no tokenizer
+        (Path(target) / ".tmpHalfWritten").write_text("x")  # what an interrupted save leaves
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(run_module, "save_policy", save_then_die)
+    out = tmp_path / "killed"
+    pid = fork_cli(["run", str(path), "--out", str(out)], tmp_path / "k.log")
+    assert wait_exit(pid) == -signal.SIGKILL
+    assert not (out / "tiny" / "policy").exists()  # never a half policy/ in place
+    assert list((out / "tiny").glob(".policy.tmp-*"))  # the killed save's leftovers
+    monkeypatch.setattr(run_module, "save_policy", real_save)
+    resume_like_a_user(tmp_path, path, out, out / "tiny")
+    same_run_directory(reference / "tiny", out / "tiny")
+
+
 def test_two_compares_then_killed_compares(tmp_path, monkeypatch):
     """Two ``rlkit compare`` on one --out at once: one trains, the other stops naming it, and
     nothing is trained twice. The winner's runs are then the uninterrupted reference for

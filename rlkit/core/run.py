@@ -13,6 +13,8 @@ import math
 import os
 import random
 import resource
+import shutil
+import tempfile
 import time
 import traceback
 from contextlib import nullcontext
@@ -730,11 +732,26 @@ class Run:
 
     def _save_final_policy(self) -> None:
         """``policy/``: a Hugging Face model; under LoRA merged (``train.save_merged``) or the
-        adapter in peft format."""
-        if self.dist.is_main:
-            _plain_tokenizer_state(self.tokenizer)
-            save_policy(self.policy, self.tokenizer, self.run_dir / "policy",
-                        merged=self.config.train.save_merged)
+        adapter in peft format. Written into a temporary directory beside it and renamed into
+        place, so a run killed while saving leaves no half-written ``policy/`` and no stray
+        files (its resume removes the killed save's temporary directory)."""
+        if not self.dist.is_main:
+            return
+        _plain_tokenizer_state(self.tokenizer)
+        final = self.run_dir / "policy"
+        for stale in self.run_dir.glob(".policy.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".policy.tmp-", dir=self.run_dir))
+        try:
+            save_policy(self.policy, self.tokenizer, tmp, merged=self.config.train.save_merged,
+                        final=final)
+            os.chmod(tmp, 0o755)
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def _plain_tokenizer_state(tokenizer: Any) -> None:

@@ -8,7 +8,10 @@ distribution softmax(logits / T), so the ratio π/π_old is exactly 1 before any
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -19,6 +22,71 @@ from rlkit.ops import (
     log_softmax_at,
     logprobs_from_logits,
 )
+
+log = logging.getLogger(__name__)
+
+
+def _preallocated_layer_class() -> type | None:
+    """A KV-cache layer that writes into a buffer sized for the whole generation and hands
+    attention a view of its filled part: the values a growing ``DynamicLayer`` would hold,
+    without its per-token ``torch.cat`` of every layer's keys and values (a quarter of the
+    decode time of a small model on CPU). None when this transformers has no such layer API."""
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:  # pragma: no cover - older transformers
+        return None
+
+    class PreallocatedLayer(DynamicLayer):  # type: ignore[misc, valid-type]
+        def __init__(self, capacity: int) -> None:
+            super().__init__()
+            self.capacity = capacity
+            self.length = 0
+
+        def update(self, key_states: Tensor, value_states: Tensor, *args: Any,
+                   **kwargs: Any) -> tuple[Tensor, Tensor]:
+            new = key_states.shape[-2]
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+                shape = (*key_states.shape[:-2], self.capacity, key_states.shape[-1])
+                self._k = key_states.new_empty(shape)
+                self._v = value_states.new_empty(
+                    (*value_states.shape[:-2], self.capacity, value_states.shape[-1]))
+            if self.length + new > self.capacity:  # never in ``sample``; grow like the base
+                return super().update(key_states, value_states, *args, **kwargs)
+            self._k[..., self.length:self.length + new, :] = key_states
+            self._v[..., self.length:self.length + new, :] = value_states
+            self.length += new
+            self.keys = self._k[..., :self.length, :]
+            self.values = self._v[..., :self.length, :]
+            return self.keys, self.values
+
+    return PreallocatedLayer
+
+
+@functools.cache
+def _layer_class() -> type | None:
+    return _preallocated_layer_class()
+
+
+def preallocated_cache(model: torch.nn.Module, capacity: int) -> Any:
+    """A ``DynamicCache`` for ``model`` whose full-attention layers are preallocated for
+    ``capacity`` positions (sliding-window or other special layers are kept as transformers
+    builds them). None, so the model builds its own cache, when that is not possible."""
+    layer = _layer_class()
+    config = getattr(model, "config", None)
+    if layer is None or config is None:
+        return None
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        cache = DynamicCache(config=config)
+        if cache.layer_class_to_replicate is DynamicLayer:
+            cache.layer_class_to_replicate = functools.partial(layer, capacity)
+        cache.layers = [layer(capacity) if type(x) is DynamicLayer else x for x in cache.layers]
+        return cache
+    except Exception as exc:  # noqa: BLE001 - an unusual model keeps its own cache
+        log.debug("no preallocated KV cache for %s: %s", type(model).__name__, exc)
+        return None
 
 
 @dataclass
@@ -93,9 +161,13 @@ def sample(
         raise ValueError(f"rows {row_offset}..{row_offset + n} are not inside a batch of "
                          f"{total_rows}")
     device = prompt_ids.device
-    mask = prompt_mask.long()
+    mask_buffer = torch.ones((n, prompt_len + max_new_tokens), dtype=torch.long, device=device)
+    mask_buffer[:, :prompt_len] = prompt_mask
+    mask = mask_buffer[:, :prompt_len]
     positions = position_ids_from_mask(mask)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    past = preallocated_cache(model, prompt_len + max_new_tokens)
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions,
+                past_key_values=past, use_cache=True)
     past = out.past_key_values
     next_logits = out.logits[:, -1, :]
     next_pos = positions[:, -1:] + 1
@@ -116,7 +188,9 @@ def sample(
         finished |= token == eos_id
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, (~finished | (token == eos_id)).long().unsqueeze(1)], dim=1)
+        width = mask.shape[1]
+        mask_buffer[:, width] = (~finished | (token == eos_id)).long()
+        mask = mask_buffer[:, :width + 1]
         out = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=next_pos,
                     past_key_values=past, use_cache=True)
         past = out.past_key_values

@@ -188,7 +188,7 @@ class Run:
             algorithm=self.algorithm, spec=self.spec, policy=self.policy, critic=self.critic,
             tokenizer=self.tokenizer, device=self.device, seed=cfg.seed,
             total_steps=self.total_steps, skip_nonfinite=cfg.train.skip_nonfinite,
-            autocast=self.autocast, dist=self.dist, foreach=cfg.train.optimizer_foreach)
+            autocast=self.autocast, dist=self.dist, optimizer_impl=cfg.train.optimizer_impl)
         model = self.rewards.model_source
         self._params = {"policy": n_params(self.policy),
                         "reference": (0 if not self.spec.needs_reference  # eval-only

@@ -22,15 +22,17 @@ from rlkit.scoring import NonFiniteError
 
 
 def make_optimizer(policy: torch.nn.Module, critic: torch.nn.Module | None,
-                   c: Any, foreach: bool | None = None) -> torch.optim.Optimizer:
+                   c: Any, impl: str = "for_loop") -> torch.optim.Optimizer:
     """AdamW with one parameter group for the policy and one for the critic (its own lr);
-    ``foreach``: its multi-tensor step (None: torch's default for the device)."""
+    ``impl`` (``train.optimizer_impl``): ``for_loop``, ``foreach`` (multi-tensor) or ``fused``."""
+    if impl not in ("for_loop", "foreach", "fused"):
+        raise ValueError(f"train.optimizer_impl={impl!r}: expected for_loop, foreach or fused")
     groups = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": c.lr}]
     if critic is not None:
         groups.append({"params": [p for p in critic.parameters() if p.requires_grad],
                        "lr": c.critic_lr or c.lr})
     return torch.optim.AdamW(groups, lr=c.lr, eps=c.adam_eps, weight_decay=c.weight_decay,
-                             foreach=foreach)
+                             foreach=impl == "foreach", fused=True if impl == "fused" else None)
 
 
 def lr_lambda(c: Any, total_optimizer_steps: int) -> Any:
@@ -55,14 +57,14 @@ class Updater:
                  policy: torch.nn.Module, critic: torch.nn.Module | None, tokenizer: Any,
                  device: torch.device, seed: int, total_steps: int, skip_nonfinite: bool,
                  autocast: AbstractContextManager[Any] | None = None,
-                 dist: Any = None, foreach: bool | None = None) -> None:
+                 dist: Any = None, optimizer_impl: str = "for_loop") -> None:
         c = algorithm.config
         self.dist = dist  # rlkit.core.distributed.Dist, or None: one process
         self.algorithm, self.spec, self.c = algorithm, spec, c
         self.policy, self.critic, self.tokenizer, self.device = policy, critic, tokenizer, device
         self.seed, self.skip_nonfinite = seed, skip_nonfinite
         self.autocast = autocast or nullcontext()
-        self.optimizer = make_optimizer(policy, critic, c, foreach)
+        self.optimizer = make_optimizer(policy, critic, c, optimizer_impl)
         self.total_optimizer_steps = total_steps * c.epochs * c.num_minibatches
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(c, self.total_optimizer_steps))

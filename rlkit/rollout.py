@@ -81,7 +81,8 @@ def preallocated_cache(model: torch.nn.Module, capacity: int) -> Any:
 
         cache = DynamicCache(config=config)
         if cache.layer_class_to_replicate is DynamicLayer:
-            cache.layer_class_to_replicate = functools.partial(layer, capacity)
+            # a factory where transformers annotates a class: it only ever calls it
+            cache.layer_class_to_replicate = functools.partial(layer, capacity)  # type: ignore[assignment]
         cache.layers = [layer(capacity) if type(x) is DynamicLayer else x for x in cache.layers]
         return cache
     except Exception as exc:  # noqa: BLE001 - an unusual model keeps its own cache

@@ -176,10 +176,13 @@ class TrainConfig(Section):
     save_merged: bool = Field(
         True, description="With policy.lora: save the final policy with the adapter merged into "
         "the weights (a plain model); False: save the adapter alone (peft format).")
-    threads: int | None = Field(
-        1, gt=0, description="torch CPU threads (1 is fastest for tiny models on a shared CPU; "
-        "None keeps torch's default)."
-    )
+    threads: int | Literal["auto"] | None = Field(
+        "auto", description="torch CPU threads. `auto`: 1 for a policy under "
+        "1M parameters (per-op overhead dominates: a second thread gave +5% on a 0.1M-parameter "
+        "GPT-2 for twice the CPU), else every core this run may use (1.71x on a 3.7M one): the "
+        "cores of the machine, divided among a grid's workers or the processes of a "
+        "distributed run; see benchmarks/README.md. A number sets it; None keeps torch's "
+        "default.")
     optimizer_impl: Literal["for_loop", "foreach", "fused"] = Field(
         "for_loop", description="How AdamW steps: `for_loop` (one parameter at a time), "
         "`foreach` (multi-tensor; the same updates bit for bit, no measurable gain on the CPU "

@@ -132,3 +132,38 @@ def test_set_overrides_are_validated_before_anything_runs(tmp_path):
         load_experiment(path, overrides=["train.stepz=1"])
     _, planned = load_experiment(path, overrides=["train.steps=7"])
     assert planned[0].config.train.steps == 7
+
+
+def test_a_grid_shares_one_wandb_service_and_every_run_still_logs_to_wandb(tmp_path,
+                                                                           monkeypatch):
+    """The local grid starts one wandb service for its workers (``WANDB_SERVICE``), tears it
+    down at the end, and every run still writes its own offline wandb run."""
+    import os
+
+    from rlkit.compare import runner
+
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    monkeypatch.delenv(runner.START_METHOD_ENV, raising=False)  # the default: a fork server
+    seen: list[bool] = []
+    real_pool = runner._process_pool
+
+    def pool(workers: int, preload_wandb: bool = False) -> object:
+        seen.append(preload_wandb and "WANDB_SERVICE" in os.environ)
+        return real_pool(workers, preload_wandb)
+
+    monkeypatch.setattr(runner, "_process_pool", pool)
+    configs = [dict(tiny_config(seed=s), name=f"w{s}") for s in (0, 1)]
+    for config in configs:
+        config["tracking"] = {"trackers": ["jsonl", "wandb"]}
+    results = run_grid(configs, tmp_path / "exp", workers=2)
+    assert [r.state for r in results] == ["finished", "finished"]
+    assert seen == [True]
+    assert "WANDB_SERVICE" not in os.environ  # torn down with the grid
+    for s in (0, 1):
+        assert len(list((tmp_path / "exp" / f"w{s}" / "wandb").glob("offline-run-*"))) == 1
+    without = [dict(c, tracking={"trackers": ["jsonl"]}) for c in configs]
+    assert not runner._uses_wandb(without) and runner._uses_wandb(configs)
+    no_section = {k: v for k, v in configs[0].items() if k != "tracking"}
+    assert runner._uses_wandb([no_section])  # the default trackers include wandb

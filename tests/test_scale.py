@@ -335,3 +335,29 @@ def test_vllm_backend_samples_with_its_own_logprobs_and_follows_updates(tmp_path
     run.train()
     rows = [r for r in read_rows(run.run_dir / "metrics.jsonl") if r["train/step"] > 0]
     assert all(r["rollout/logprob_mismatch"] < 0.1 for r in rows), rows
+
+
+def test_auto_threads_one_for_a_small_policy_else_this_process_share(monkeypatch):
+    from rlkit.core.run import ONE_THREAD_BELOW, THREADS_SHARE_ENV, auto_threads
+
+    monkeypatch.delenv(THREADS_SHARE_ENV, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert auto_threads(ONE_THREAD_BELOW - 1) == 1
+    assert auto_threads(ONE_THREAD_BELOW) == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cores))  # torchrun: one process per core
+    assert auto_threads(10 * ONE_THREAD_BELOW) == 1
+    monkeypatch.setenv(THREADS_SHARE_ENV, "3")  # a grid worker's share wins
+    assert auto_threads(10 * ONE_THREAD_BELOW) == 3
+    assert auto_threads(1000) == 1
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("auto", 1), (2, 2)])
+def test_train_threads_is_what_the_run_uses(tmp_path, setting, expected):
+    torch.set_num_threads(3)
+    try:
+        run = make_run(tmp_path, tiny_config(**{"train.threads": setting}))
+        assert run.config.train.threads == setting
+        assert torch.get_num_threads() == expected  # the tiny policy: auto → 1
+    finally:
+        torch.set_num_threads(1)

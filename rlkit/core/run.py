@@ -101,6 +101,29 @@ def n_params(model: torch.nn.Module | None) -> int:
     return 0 if model is None else sum(p.numel() for p in model.parameters())
 
 
+#: ``train.threads: auto`` uses one thread below this many policy parameters (measured:
+#: benchmarks/README.md, "Threads").
+ONE_THREAD_BELOW = 1_000_000
+#: set by a grid's runner in each worker: the cores that worker may use
+THREADS_SHARE_ENV = "RLKIT_THREADS_SHARE"
+
+
+def auto_threads(policy_params: int) -> int:
+    """``train.threads: auto``: 1 for a small policy, else this process's share of the cores
+    (the grid runner's share, or the cores it may run on divided among the distributed
+    processes on this machine)."""
+    if policy_params < ONE_THREAD_BELOW:
+        return 1
+    if share := os.environ.get(THREADS_SHARE_ENV):
+        return max(1, int(share))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, cores // max(1, local))
+
+
 class Run:
     """A single training run."""
 
@@ -125,7 +148,7 @@ class Run:
     # ---------------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.config
-        if cfg.train.threads:
+        if isinstance(cfg.train.threads, int):
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
         # Saturated softmaxes produce subnormal floats, which are ~100× slower on x86 CPUs.
@@ -158,6 +181,8 @@ class Run:
 
         self.policy, self.tokenizer = _loading("policy", cfg.policy.model, load_policy, cfg,
                                                self.task, self.pm.hook)
+        if cfg.train.threads == "auto":
+            torch.set_num_threads(auto_threads(n_params(self.policy)))
         self._check_context()
         self._setup_policy()
         # Training uses a reference only when the algorithm declares it; the comparison's KL

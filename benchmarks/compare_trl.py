@@ -66,7 +66,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
 def run_rlkit(args: argparse.Namespace, workload: str, algo: str,
               env: dict[str, str]) -> dict[str, Any]:
     cmd = [sys.executable, str(BENCH_DIR / "run.py"), "--workload", workload, "--algo", algo,
-           *_shared(args)]
+           *_shared(args), *[x for kv in args.set for x in ("--set", kv)]]
     return _run(cmd, env)
 
 
@@ -144,6 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trl-gradient-checkpointing", default="off", choices=("off", "on"),
                    help="off (default): the same work as rlkit; on: TRL's configs' default")
     p.add_argument("--no-trl", action="store_true", help="rlkit side only")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra rlkit override (repeatable), e.g. train.optimizer_impl=fused")
     p.add_argument("--work-dir", type=Path, default=None)
     p.add_argument("--json", default=None, help="write every run and the summary here")
     args = p.parse_args(argv)

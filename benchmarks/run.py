@@ -305,6 +305,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "eos": "rollout.min_new_tokens" if option else "EOS logit hook (-1e4)",
         "length_check": length_check, "loadavg": load_average(),
         "versions": _versions(), "rlkit_source": rlkit_source(),
+        "overrides": list(args.set or []),
     }
     if args.profile != "none":
         result["profile"] = _profile_report(plugin, args.profile, args.profile_top)

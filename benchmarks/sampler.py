@@ -7,7 +7,13 @@ then ``--calls`` calls are timed, alternating the two samplers call by call so t
 load hits both. Prints new tokens per second, median over the timed calls.
 
     .venv/bin/python benchmarks/sampler.py --workload W2
-    .venv/bin/python benchmarks/sampler.py --workload W2 --decode compiled   # rollout.decode
+    .venv/bin/python benchmarks/sampler.py --workload W2 --variants all
+
+``--variants`` adds decode loops that rlkit does not ship, timed in the same alternation, to
+show why: ``growing`` (rlkit's loop with transformers' own growing DynamicCache, i.e. rlkit
+before its preallocated cache), ``static`` (transformers' StaticCache: attention always over
+the full cache length, under a mask) and ``compiled`` (StaticCache + ``torch.compile`` of the
+one-token step; its compilation is in the warm-up calls and reported apart).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--calls", type=int, default=5)
-    parser.add_argument("--decode", default="eager", help="rlkit's rollout.decode")
+    parser.add_argument("--variants", default="", help="comma-separated among growing, "
+                        "static, compiled, or all")
     parser.add_argument("--batch", type=int, default=0, help="prompts per call (0: workload's)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -42,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlkit.rollout import sample
+    import rlkit.rollout as rollout
+    from rlkit.rollout import position_ids_from_mask, sample
 
     workload = get(args.workload)
     art = prepare(workload)
@@ -71,28 +79,77 @@ def main(argv: list[str] | None = None) -> dict:
         assert out.shape[1] - enc.input_ids.shape[1] == L
         return batch * L
 
-    times: dict[str, list[float]] = {"rlkit": [], "hf_generate": []}
-    calls = {"rlkit": rlkit_call, "hf_generate": hf_call}
+    def growing_call(seed: int) -> int:
+        real = rollout.preallocated_cache
+        rollout.preallocated_cache = lambda model, capacity: None  # type: ignore[assignment]
+        try:
+            return rlkit_call(seed)
+        finally:
+            rollout.preallocated_cache = real
+
+    compiled_step = None
+
+    @torch.inference_mode()
+    def static_call(seed: int, compiled: bool = False) -> int:
+        nonlocal compiled_step
+        from transformers import StaticCache
+
+        step = model.forward
+        if compiled:
+            if compiled_step is None:
+                compiled_step = torch.compile(model.forward, dynamic=False)
+            step = compiled_step
+        gen = torch.Generator().manual_seed(seed)
+        n, P = enc.input_ids.shape
+        cache = StaticCache(config=model.config, max_cache_len=P + L)
+        mask = torch.zeros(n, P + L, dtype=torch.long)
+        mask[:, :P] = enc.attention_mask
+        pos = position_ids_from_mask(enc.attention_mask)
+        out = model(input_ids=enc.input_ids, attention_mask=mask, position_ids=pos,
+                    past_key_values=cache, cache_position=torch.arange(P), use_cache=True)
+        logits, nxt = out.logits[:, -1, :], pos[:, -1:] + 1
+        for s in range(L):
+            probs = logits.float().softmax(-1)
+            token = (probs / torch.empty_like(probs).exponential_(1, generator=gen)).argmax(-1)
+            if s == L - 1:
+                break
+            mask[:, P + s] = 1
+            out = step(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=nxt,
+                       past_key_values=cache, cache_position=torch.tensor([P + s]),
+                       use_cache=True)
+            logits, nxt = out.logits[:, -1, :], nxt + 1
+        return batch * L
+
+    calls = {"rlkit": rlkit_call, "hf_generate": hf_call, "growing": growing_call,
+             "static": static_call, "compiled": lambda seed: static_call(seed, True)}
+    wanted = ["growing", "static", "compiled"] if args.variants == "all" else [
+        v for v in args.variants.split(",") if v]
+    names = ["rlkit", "hf_generate", *wanted]
+    times: dict[str, list[float]] = {name: [] for name in names}
+    first_call_s: dict[str, float] = {}
     for i in range(args.warmup + args.calls):
-        order = ["rlkit", "hf_generate"] if i % 2 == 0 else ["hf_generate", "rlkit"]
+        order = names if i % 2 == 0 else names[::-1]
         for name in order:
             start = time.perf_counter()
             tokens = calls[name](i)
             wall = time.perf_counter() - start
+            if i == 0:
+                first_call_s[name] = wall
             if i >= args.warmup:
                 times[name].append(tokens / wall)
     result = {
-        "workload": args.workload, "threads": args.threads, "decode": args.decode,
-        "batch": batch, "new_tokens": L, "load_average": load_average(),
-        "rlkit_tokens_per_s": statistics.median(times["rlkit"]),
-        "hf_generate_tokens_per_s": statistics.median(times["hf_generate"]),
-        "torch": torch.__version__,
+        "workload": args.workload, "threads": args.threads, "batch": batch, "new_tokens": L,
+        "load_average": load_average(), "torch": torch.__version__,
+        "tokens_per_s": {name: statistics.median(v) for name, v in times.items()},
+        "first_call_s": first_call_s,
     }
-    result["ratio"] = result["rlkit_tokens_per_s"] / result["hf_generate_tokens_per_s"]
-    print(f"{args.workload} batch {batch} × {L} new tokens, {args.threads} thread(s), decode="
-          f"{args.decode}: rlkit {result['rlkit_tokens_per_s']:.0f} tokens/s, HF generate "
-          f"{result['hf_generate_tokens_per_s']:.0f} tokens/s, ratio {result['ratio']:.2f} "
-          f"(load {result['load_average']})")
+    tps = result["tokens_per_s"]
+    result["ratio"] = tps["rlkit"] / tps["hf_generate"]
+    print(f"{args.workload}: batch {batch} × {L} new tokens, {args.threads} thread(s), median "
+          f"of {args.calls} calls (load {result['load_average']})")
+    for name in names:
+        print(f"  {name:12s} {tps[name]:8.0f} tokens/s  ({tps[name] / tps['hf_generate']:.2f}× "
+              f"HF generate; first call {first_call_s[name]:.1f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return result

@@ -269,6 +269,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "peak_memory_mb": peak_rss_mb(), "load_s": t1 - t0, "train_s": t2 - t1,
         "gc_collect": "no-op", "gradient_checkpointing": bool(policy.is_gradient_checkpointing),
         "length_check": length_check, "loadavg": load_average(),
+        # transformers' default for torch >= 2.8 is the fused AdamW kernel
+        "optimizer": _optimizer_name(trainer),
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
                      "transformers": transformers.__version__, "trl": trl.__version__},
     }
@@ -277,6 +279,18 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         if spent:
             result["generate_share"] = sum(spent) / sum(wall)
     return result
+
+
+def _optimizer_name(trainer: Any) -> str:
+    """e.g. "AdamW fused": what the trainer stepped with (accelerate's wrapper unwrapped)."""
+    opt = getattr(trainer, "optimizer", None)
+    opt = getattr(opt, "optimizer", opt)
+    if opt is None:
+        return "unknown"
+    groups = getattr(opt, "param_groups", [])
+    impl = ("fused" if any(g.get("fused") for g in groups)
+            else "foreach" if any(g.get("foreach") for g in groups) else "for_loop")
+    return f"{type(opt).__name__} {impl}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

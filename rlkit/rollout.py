@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,89 @@ def response_mask_after_eos(tokens: Tensor, eos_id: int) -> tuple[Tensor, Tensor
     return (~eos_before).float(), is_eos.any(-1)
 
 
+class Decoder:
+    """One generation's model calls: ``prefill`` the prompts, then one ``step`` per new token;
+    each returns the next-token logits [N, V]. This one (``sample``'s default) keeps the KV
+    cache in buffers preallocated for the whole generation (:func:`preallocated_cache`) and the
+    attention mask as a growing view; :class:`StaticDecoder` is the fixed-shape variant that
+    ``torch.compile`` can capture once."""
+
+    def __init__(self, model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
+                 max_new_tokens: int) -> None:
+        n, prompt_len = prompt_ids.shape
+        self.model, self.prompt_ids = model, prompt_ids
+        self.mask_buffer = torch.ones((n, prompt_len + max_new_tokens), dtype=torch.long,
+                                      device=prompt_ids.device)
+        self.mask_buffer[:, :prompt_len] = prompt_mask
+        self.width = prompt_len
+        self.positions = position_ids_from_mask(self.mask_buffer[:, :prompt_len])
+        self.past: Any = preallocated_cache(model, prompt_len + max_new_tokens)
+
+    def prefill(self) -> Tensor:
+        out = self.model(input_ids=self.prompt_ids, attention_mask=self.mask_buffer[:, :self.width],
+                         position_ids=self.positions, past_key_values=self.past, use_cache=True)
+        self.past = out.past_key_values
+        self.next_pos = self.positions[:, -1:] + 1
+        return out.logits[:, -1, :]
+
+    def step(self, token: Tensor, attend: Tensor) -> Tensor:
+        """Feed ``token`` [N]; ``attend`` [N] says which rows' new position later tokens see."""
+        self.mask_buffer[:, self.width] = attend.long()
+        self.width += 1
+        out = self.model(input_ids=token.unsqueeze(1),
+                         attention_mask=self.mask_buffer[:, :self.width],
+                         position_ids=self.next_pos, past_key_values=self.past, use_cache=True)
+        self.past = out.past_key_values
+        self.next_pos = self.next_pos + 1
+        return out.logits[:, -1, :]
+
+
+#: the static cache's length is rounded up to a multiple of this, so that batches with
+#: prompts of different widths reuse one compiled step
+STATIC_CACHE_BUCKET = 32
+
+
+class StaticDecoder(Decoder):
+    """Fixed-shape decoding: a transformers ``StaticCache`` and a full-length attention mask,
+    so every one-token step has the same tensor shapes and ``compiled_step`` (a
+    ``torch.compile``d ``model.forward``, or the plain one) is captured once per batch size
+    and cache length. The cache length is the prompt width + ``max_new_tokens`` rounded up to
+    :data:`STATIC_CACHE_BUCKET`; positions past the generated ones are masked out."""
+
+    def __init__(self, model: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor,
+                 max_new_tokens: int, compiled_step: Callable[..., Any] | None = None) -> None:
+        from transformers import StaticCache
+
+        self.compiled_step = compiled_step
+        n, prompt_len = prompt_ids.shape
+        length = -(-(prompt_len + max_new_tokens) // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
+        self.model, self.prompt_ids = model, prompt_ids
+        self.mask_buffer = torch.zeros((n, length), dtype=torch.long, device=prompt_ids.device)
+        self.mask_buffer[:, :prompt_len] = prompt_mask
+        self.width = prompt_len
+        self.positions = position_ids_from_mask(prompt_mask.long())
+        self.past = StaticCache(config=model.config, max_cache_len=length)  # type: ignore[arg-type]
+
+    def prefill(self) -> Tensor:
+        device = self.prompt_ids.device
+        out = self.model(input_ids=self.prompt_ids, attention_mask=self.mask_buffer,
+                         position_ids=self.positions, past_key_values=self.past,
+                         cache_position=torch.arange(self.width, device=device), use_cache=True)
+        self.next_pos = self.positions[:, -1:] + 1
+        return out.logits[:, -1, :]
+
+    def step(self, token: Tensor, attend: Tensor) -> Tensor:
+        self.mask_buffer[:, self.width] = attend.long()
+        forward = self.compiled_step or self.model.forward
+        out = forward(input_ids=token.unsqueeze(1), attention_mask=self.mask_buffer,
+                      position_ids=self.next_pos, past_key_values=self.past,
+                      cache_position=torch.tensor([self.width], device=token.device),
+                      use_cache=True)
+        self.width += 1
+        self.next_pos = self.next_pos + 1
+        return out.logits[:, -1, :]
+
+
 @torch.inference_mode()
 def sample(
     model: torch.nn.Module,
@@ -144,6 +228,7 @@ def sample(
     generator: torch.Generator | None = None,
     row_offset: int = 0,
     total_rows: int | None = None,
+    decoder: Callable[[torch.nn.Module, Tensor, Tensor, int], Decoder] = Decoder,
 ) -> Samples:
     """Sample responses for left-padded prompts; stops early once every row has ended.
 
@@ -155,23 +240,16 @@ def sample(
     Each token is argmax(p / q) with q ~ Exp(1) (the Gumbel-max form torch.multinomial uses
     for one sample, so this draws exactly what it draws). The noise is drawn for a batch of
     ``total_rows`` rows, of which these are rows ``row_offset``… : data-parallel ranks that
-    sample slices of one global batch draw the very tokens one process would."""
+    sample slices of one global batch draw the very tokens one process would. ``decoder``
+    makes the model calls (:class:`Decoder`, or :class:`StaticDecoder`)."""
     n, prompt_len = prompt_ids.shape
     total_rows = n if total_rows is None else total_rows
     if not 0 <= row_offset <= total_rows - n:
         raise ValueError(f"rows {row_offset}..{row_offset + n} are not inside a batch of "
                          f"{total_rows}")
     device = prompt_ids.device
-    mask_buffer = torch.ones((n, prompt_len + max_new_tokens), dtype=torch.long, device=device)
-    mask_buffer[:, :prompt_len] = prompt_mask
-    mask = mask_buffer[:, :prompt_len]
-    positions = position_ids_from_mask(mask)
-    past = preallocated_cache(model, prompt_len + max_new_tokens)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions,
-                past_key_values=past, use_cache=True)
-    past = out.past_key_values
-    next_logits = out.logits[:, -1, :]
-    next_pos = positions[:, -1:] + 1
+    calls = decoder(model, prompt_ids, prompt_mask, max_new_tokens)
+    next_logits = calls.prefill()
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     new_tokens, new_logprobs = [], []
     for step in range(max_new_tokens):
@@ -189,14 +267,7 @@ def sample(
         finished |= token == eos_id
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
-        width = mask.shape[1]
-        mask_buffer[:, width] = (~finished | (token == eos_id)).long()
-        mask = mask_buffer[:, :width + 1]
-        out = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=next_pos,
-                    past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        next_logits = out.logits[:, -1, :]
-        next_pos = next_pos + 1
+        next_logits = calls.step(token, ~finished | (token == eos_id))
     response = torch.stack(new_tokens, dim=1)
     response_mask, ended = response_mask_after_eos(response, eos_id)
     response = torch.where(response_mask.bool(), response, torch.full_like(response, pad_id))

@@ -139,14 +139,18 @@ class Updater:
             order = groups[torch.randperm(len(groups), generator=generator).to(groups.device)]
             for mb_groups in torch.tensor_split(order, min(c.num_minibatches, len(order))):
                 mb_index = torch.nonzero(torch.isin(exp.group_ids, mb_groups)).squeeze(1)
-                mb_total = self._weight(exp.select(mb_index))
+                whole = exp.select(mb_index)
+                mb_total = self._weight(whole)
                 bad: str | None = None
                 rank, world = ((self.dist.rank, self.dist.world_size) if self.dist is not None
                                else (0, 1))
                 parts = min(max(c.grad_accum_steps, world), len(mb_groups))
                 for micro_groups in torch.tensor_split(mb_groups, parts)[rank::world]:
-                    micro = torch.nonzero(torch.isin(exp.group_ids, micro_groups)).squeeze(1)
-                    mb = exp.select(micro)
+                    if parts == 1:  # the micro-batch is the minibatch: selected once
+                        mb = whole
+                    else:
+                        micro = torch.nonzero(torch.isin(exp.group_ids, micro_groups))
+                        mb = exp.select(micro.squeeze(1))
                     out = self.policy_output(mb, temperature)
                     if pending:  # the whole batch, weights not yet stepped: π_old = π_θ
                         assert len(mb) == len(exp)
@@ -201,23 +205,47 @@ class Updater:
         two norms logged apart; returns what was non-finite instead of stepping, if anything."""
         if self.dist is not None:
             self.dist.sum_gradients(params)
-        grads = [p.grad for p in params if p.grad is not None]
-        total = torch.nn.utils.get_total_norm(grads)
+        policy_grads = [p.grad for p in self.policy_params if p.grad is not None]
+        critic_grads = [p.grad for p in self.critic_params if p.grad is not None]
+        total, policy_norm, critic_norm = _grad_norms(policy_grads, critic_grads)
         if not torch.isfinite(total):
             return "the gradient norm (a NaN or inf gradient)"
-        policy_grads = [p.grad for p in self.policy_params if p.grad is not None]
-        norms[M.POLICY_GRAD_NORM].append(
-            float(total) if not self.critic_params else
-            float(torch.nn.utils.get_total_norm(policy_grads)))
+        norms[M.POLICY_GRAD_NORM].append(float(policy_norm))
         if self.critic_params:
-            critic_grads = [p.grad for p in self.critic_params if p.grad is not None]
-            norms[M.VALUE_GRAD_NORM].append(float(torch.nn.utils.get_total_norm(critic_grads)))
+            norms[M.VALUE_GRAD_NORM].append(float(critic_norm))
         max_norm = self.c.max_grad_norm if self.c.max_grad_norm is not None else float("inf")
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return None
+
+
+def _grad_norms(policy: list[Tensor], critic: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """The L2 norms of all, the policy's and the critic's gradients — each exactly what
+    ``torch.nn.utils.get_total_norm`` returns for that list (the norm of the per-tensor norms,
+    in order) — from one pass over the per-tensor norms instead of three."""
+    grads = policy + critic
+    if not grads:
+        zero = torch.tensor(0.0)
+        return zero, zero, zero
+    first = grads[0]
+    if any(g.device != first.device or g.dtype != first.dtype for g in grads):
+        # mixed devices or dtypes: get_total_norm regroups them, so ask it for each list
+        total = torch.nn.utils.get_total_norm(grads)
+        return (total, torch.nn.utils.get_total_norm(policy) if critic else total,
+                torch.nn.utils.get_total_norm(critic))
+    per_tensor = (torch._foreach_norm(grads, 2.0) if first.device.type in ("cpu", "cuda")
+                  else [torch.linalg.vector_norm(g, 2.0) for g in grads])
+
+    def norm_of(parts: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+        return (torch.linalg.vector_norm(torch.stack(list(parts)), 2.0) if parts
+                else torch.tensor(0.0))
+
+    total = norm_of(per_tensor)
+    if not critic:
+        return total, total, torch.tensor(0.0)
+    return total, norm_of(per_tensor[:len(policy)]), norm_of(per_tensor[len(policy):])
 
 
 def explained_variance_of(exp: Experience) -> float | None:

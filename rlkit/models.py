@@ -313,7 +313,50 @@ class SharedValueModel(nn.Module):
                 position_ids: torch.Tensor) -> torch.Tensor:
         hidden = self.trunk(input_ids=input_ids, attention_mask=attention_mask,
                             position_ids=position_ids).last_hidden_state
+        return self.values_from_hidden(hidden)
+
+    def values_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """V for every position of the trunk's last hidden state [N, T, H] → [N, T]."""
         return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+
+    def fuses_with(self, policy: Any) -> bool:
+        """Whether one policy forward can serve this critic too
+        (:func:`rlkit.rollout.forward_response_and_values`): this is the policy's own trunk,
+        and the policy's last ``hidden_states`` entry is exactly the trunk's
+        ``last_hidden_state`` (true of GPT-2, checked once on a 3-token input rather than
+        assumed for every architecture)."""
+        cached = self.__dict__.get("_fuses")
+        if cached is not None:
+            return bool(cached)
+        base = policy.get_base_model() if is_lora(policy) else policy
+        ok = getattr(base, "base_model", None) is self.trunk
+        if ok:
+            try:
+                device = next(self.head.parameters()).device
+                ids = torch.zeros((1, 3), dtype=torch.long, device=device)
+                mask = torch.ones_like(ids)
+                pos = torch.arange(3, device=device)[None]
+                was_training = policy.training
+                policy.eval()  # no dropout: the two passes must be the same computation
+                try:
+                    with torch.no_grad():
+                        full = policy(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                      output_hidden_states=True).hidden_states[-1]
+                        trunk = self.trunk(input_ids=ids, attention_mask=mask,
+                                           position_ids=pos).last_hidden_state
+                finally:
+                    policy.train(was_training)
+                ok = bool(torch.equal(full, trunk))
+            except Exception:  # noqa: BLE001 - any model that cannot say: two passes
+                ok = False
+        self.__dict__["_fuses"] = ok
+        return ok
+
+
+def fused_critic(policy: nn.Module, critic: nn.Module | None) -> bool:
+    """A ``critic.shared`` value head whose values come out of the policy's own forward (one
+    trunk pass, one backward, for both: :func:`rlkit.rollout.forward_response_and_values`)."""
+    return isinstance(critic, SharedValueModel) and critic.fuses_with(policy)
 
 
 def critic_trunk_source(policy: Any) -> Any:

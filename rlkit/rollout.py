@@ -296,9 +296,39 @@ def forward_response(
     (one shared pass would sum the two backward paths in another order: not bit-identical).
     """
     positions = position_ids_from_mask(attention_mask)
-    hidden_logits = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
-    ).logits[:, prompt_len - 1 : -1]
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
+    return _response_logprobs(out.logits, input_ids, prompt_len, temperature, with_entropy,
+                              entropy_grad)
+
+
+def forward_response_and_values(
+    model: torch.nn.Module,
+    critic: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    prompt_len: int,
+    temperature: float,
+    with_entropy: bool = True,
+    entropy_grad: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """:func:`forward_response` and :func:`forward_values` of a critic that is a value head on
+    the policy's own trunk (``critic.shared``) in **one** trunk pass: the policy's forward
+    returns its last hidden state too, and the critic's head reads it, so the backward also
+    runs through the trunk once. The log-probs are :func:`forward_response`'s bit for bit; the
+    values equal ``critic``'s own forward wherever the model's last hidden state is its trunk's
+    output (checked once per critic by :meth:`~rlkit.models.SharedValueModel.fuses_with`)."""
+    positions = position_ids_from_mask(attention_mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                output_hidden_states=True)
+    logprobs, entropy = _response_logprobs(out.logits, input_ids, prompt_len, temperature,
+                                           with_entropy, entropy_grad)
+    values = critic.values_from_hidden(out.hidden_states[-1])
+    return logprobs, entropy, values[:, prompt_len - 1 : -1].float()
+
+
+def _response_logprobs(logits: Tensor, input_ids: Tensor, prompt_len: int, temperature: float,
+                       with_entropy: bool, entropy_grad: bool) -> tuple[Tensor, Tensor | None]:
+    hidden_logits = logits[:, prompt_len - 1 : -1]
     tokens = input_ids[:, prompt_len:]
     if not with_entropy:
         return logprobs_from_logits(hidden_logits, tokens, temperature), None

@@ -438,3 +438,40 @@ def test_hf_compiled_backend_run_learns_the_same_distribution(tmp_path):
     first = [r for r in read_rows(eager.run_dir / "metrics.jsonl")
              if r.get("objective/reward") is not None][0]
     assert train[0]["objective/reward"] == pytest.approx(first["objective/reward"], abs=0.25)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_shared_critic_reads_the_policy_forward_one_trunk_pass_for_both(tmp_path, lora):
+    """``critic.shared``: the scoring pass and every update minibatch run the trunk once for
+    log-probs and values together; the log-probs are bit-identical to the policy-only forward
+    and the values to the critic's own forward."""
+    from rlkit.models import SharedValueModel
+    from rlkit.rollout import forward_response, forward_values
+
+    extra = {"policy.lora": LORA} if lora else {}
+    run = make_run(tmp_path, _config("ppo_clip", **{"critic.shared": True, **extra}))
+    assert isinstance(run.critic, SharedValueModel) and run.critic.fuses_with(run.policy)
+    with torch.no_grad():
+        run.critic.head.bias.fill_(1.0)  # V = 1, so the value loss has something to fit
+    calls = []
+    hook = run.critic.trunk.register_forward_hook(lambda *a: calls.append(1))
+    exp, _ = run.batch(1)
+    sampling = exp.input_ids.shape[1] - exp.prompt_len  # prefill + one call per later token
+    reference = 1 if lora else 0  # under LoRA the reference is this trunk, adapter off
+    assert len(calls) == sampling + 1 + reference  # one pass scored log-probs and values
+    hook.remove()
+    with torch.no_grad():
+        alone, _ = forward_response(run.policy, exp.input_ids, exp.attention_mask,
+                                    exp.prompt_len, 1.0)
+        values = forward_values(run.critic, exp.input_ids, exp.attention_mask, exp.prompt_len)
+    assert torch.equal(exp.logprobs, alone * exp.response_mask)
+    assert torch.equal(exp.values, values * exp.response_mask)
+
+    calls.clear()
+    hook = run.critic.trunk.register_forward_hook(lambda *a: calls.append(1))
+    run.algorithm.prepare(exp)
+    stats = run.update(exp, 1, 1.0)
+    hook.remove()
+    c = run.algo_config
+    assert len(calls) == c.epochs * c.num_minibatches  # not twice that
+    assert math.isfinite(stats["loss/value"]) and stats["value/grad_norm"] > 0

@@ -20,9 +20,14 @@ from torch import Tensor
 
 from rlkit.algorithm import AlgorithmSpec, Experience
 from rlkit.backends import GenerationBackend, SamplingParams
-from rlkit.models import on_device
+from rlkit.models import fused_critic, on_device
 from rlkit.ops import kl_penalty
-from rlkit.rollout import Samples, forward_response, forward_values
+from rlkit.rollout import (
+    Samples,
+    forward_response,
+    forward_response_and_values,
+    forward_values,
+)
 from rlkit.scoring import RewardInputs, WeightedRewards
 
 
@@ -169,8 +174,14 @@ class ExperienceMaker:
                 return tuple(None if p[0] is None else torch.cat(list(p)) for p in zip(*parts))
             return torch.cat(parts)
 
+        values: Tensor | None = None
+        fuse = with_values and with_policy and fused_critic(self.policy, self.critic)
         with self.autocast:
-            if with_policy:
+            if fuse:  # a shared critic: its values from the policy's own forward
+                logprobs, entropy, values = chunked(lambda s: forward_response_and_values(
+                    self.policy, self.critic, ids[s], attn[s], plen, temperature,
+                    with_entropy=with_entropy))
+            elif with_policy:
                 logprobs, entropy = chunked(lambda s: forward_response(
                     self.policy, ids[s], attn[s], plen, temperature, with_entropy=with_entropy))
             else:
@@ -180,8 +191,10 @@ class ExperienceMaker:
                 with on_device(self.reference, self.device, train.offload_frozen):
                     ref = chunked(lambda s: forward_response(self.reference, ids[s], attn[s], plen,
                                                           temperature, with_entropy=False)[0])
-            values = (chunked(lambda s: forward_values(self.critic, ids[s], attn[s], plen)) * mask
-                      if with_values and self.critic is not None else None)
+            if values is not None:
+                values = values * mask
+            elif with_values and self.critic is not None:
+                values = chunked(lambda s: forward_values(self.critic, ids[s], attn[s], plen)) * mask
         logprobs = logprobs * mask
         if ref is not None and not with_policy:
             ref = ref * mask

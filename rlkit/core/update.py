@@ -16,8 +16,9 @@ from torch import Tensor
 from rlkit import metrics as M
 from rlkit.algorithm import Algorithm, AlgorithmSpec, Experience, PolicyOutput
 from rlkit.core.experience import stream_seed
+from rlkit.models import fused_critic
 from rlkit.ops import masked_mean, ratio_stats
-from rlkit.rollout import forward_response, forward_values
+from rlkit.rollout import forward_response, forward_response_and_values, forward_values
 from rlkit.scoring import NonFiniteError
 
 
@@ -82,13 +83,20 @@ class Updater:
         return not (isinstance(coef, (int, float)) and coef == 0)
 
     def policy_output(self, mb: Experience, temperature: float) -> PolicyOutput:
+        values: Tensor | None
         with self.autocast:
-            logprobs, entropy = forward_response(
-                self.policy, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature,
-                entropy_grad=self.entropy_grad(),
-            )
-            values = (forward_values(self.critic, mb.input_ids, mb.attention_mask, mb.prompt_len)
-                      if self.critic is not None else None)
+            if fused_critic(self.policy, self.critic):
+                logprobs, entropy, values = forward_response_and_values(
+                    self.policy, self.critic, mb.input_ids, mb.attention_mask, mb.prompt_len,
+                    temperature, entropy_grad=self.entropy_grad())
+            else:
+                logprobs, entropy = forward_response(
+                    self.policy, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature,
+                    entropy_grad=self.entropy_grad(),
+                )
+                values = (forward_values(self.critic, mb.input_ids, mb.attention_mask,
+                                         mb.prompt_len)
+                          if self.critic is not None else None)
         assert entropy is not None
         return PolicyOutput(logprobs=logprobs * mb.response_mask, entropy=entropy, values=values)
 

@@ -113,9 +113,11 @@ class CriticModelConfig(Section):
         "rlkit_load_model(role='critic')); None: the algorithm's critic_init.")
     trust_remote_code: bool = False
     shared: bool = Field(
-        False, description="With policy.lora: the critic is a value head on the policy's "
-        "adapter-enabled trunk (no second trunk; the value loss also trains the adapter). "
-        "False: the critic is its own model.")
+        False, description="The critic is a value head on the policy's own trunk (under "
+        "policy.lora: the adapter-enabled trunk): one forward and one backward serve policy "
+        "and value, and the value loss also trains the trunk (or the adapter) — a change of "
+        "method (a shared actor-critic), not an optimisation of the default. False: the "
+        "critic is its own model.")
 
 
 class RolloutConfig(Section):

@@ -185,6 +185,20 @@ class TrainConfig(Section):
         "cores of the machine, divided among a grid's workers or the processes of a "
         "distributed run; see benchmarks/README.md. A number sets it; None keeps torch's "
         "default.")
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        """One message for the three accepted forms (not one per member of the union)."""
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("expected a positive number of threads, 'auto' (1 thread for a "
+                             "policy under 1M parameters, else this process's share of the "
+                             "cores) or null (torch's default)")
+        return value
     optimizer_impl: Literal["for_loop", "foreach", "fused"] = Field(
         "for_loop", description="How AdamW steps: `for_loop` (one parameter at a time), "
         "`foreach` (multi-tensor; the same updates bit for bit, no measurable gain on the CPU "
@@ -412,22 +426,68 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}) or {})
 
 
-def _annotation_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
-    current: Any = model
+def _models_in(annotation: Any) -> list[Any]:
+    """The pydantic models an annotation can hold (through Optional, unions and lists)."""
+    if getattr(annotation, "model_fields", None):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _field_part(model: type[BaseModel], loc: tuple[Any, ...]) -> int:
+    """How many leading parts of a pydantic error's ``loc`` are keys of the config (field
+    names and list indices); what follows are the union members pydantic tried (``int``,
+    ``literal['auto']``…), which are no key a user wrote."""
+    current: list[Any] = [model]
+    for n, part in enumerate(loc):
+        if isinstance(part, int):
+            continue
+        fields = [m.model_fields[part] for m in current if part in m.model_fields]
+        if not fields:
+            return n
+        current = _models_in(fields[0].annotation)
+    return len(loc)
+
+
+def _annotation_of(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    """The annotation of the field at ``loc`` (through Optional sections and lists)."""
+    current: list[Any] = [model]
     annotation = None
     for part in loc:
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return annotation
-        annotation = fields[part].annotation
-        current = annotation
+        if isinstance(part, int):
+            continue
+        fields = [m.model_fields[part] for m in current if part in m.model_fields]
+        if not fields:
+            return None
+        annotation = fields[0].annotation
+        current = _models_in(annotation)
     return annotation
+
+
+def _merge_union_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One error per key: pydantic reports a value that fits no member of a union once per
+    member (``train.threads.int``, ``train.threads.literal['auto']``); they become one
+    ``union_mismatch`` error at the key itself, whose message is the key's expected type."""
+    merged: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for err in errors:
+        loc = tuple(err["loc"])
+        keep = _field_part(RunConfig, loc)
+        if keep == len(loc) or err["type"] == "extra_forbidden":
+            merged.append(err)
+            continue
+        if loc[:keep] in seen:
+            continue
+        seen.add(loc[:keep])
+        merged.append({**err, "loc": loc[:keep], "type": "union_mismatch"})
+    return merged
 
 
 def _format_errors(
     errors: list[dict[str, Any]], source: str, lines: dict[str, int], schema: Any, prefix: str = ""
 ) -> str:
     messages = []
+    if not prefix:
+        errors = _merge_union_errors(errors)
     for err in errors:
         loc = tuple(p for p in err["loc"] if not isinstance(p, int))
         key = prefix + ".".join(str(p) for p in err["loc"])
@@ -440,11 +500,13 @@ def _format_errors(
                 f"Valid keys here: {', '.join(sorted(valid))}."
             )
         else:
-            expected = _describe_type(_annotation_at(RunConfig, loc)) if not prefix else ""
+            expected = _describe_type(_annotation_of(RunConfig, loc)) if not prefix else ""
             hint = f" (expected {expected})" if expected and expected != "?" else ""
             msg = str(err["msg"]).removeprefix("Value error, ").rstrip(".")
             if err["type"] == "value_error":
                 hint = ""  # the validator's own message says what is valid
+            if err["type"] == "union_mismatch":
+                msg, hint = f"expected {expected}", ""
             messages.append(f"{where}: key '{key}' = {err.get('input')!r}: {msg}{hint}.")
     return "\n".join(messages)
 

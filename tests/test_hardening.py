@@ -445,6 +445,25 @@ def test_out_of_range_settings_are_refused_with_file_line_and_key(tmp_path, key,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("train.threads", 0, "expected a positive number of threads, 'auto'"),
+    ("train.threads", "two", "expected a positive number of threads, 'auto'"),
+    ("train.threads", True, "expected a positive number of threads, 'auto'"),
+    ("policy.lora", {"r": 4, "target_modules": 5}, "expected list or str or null"),
+    ("train.optimizer_impl", "fast", "'for_loop', 'foreach' or 'fused'"),
+])
+def test_a_value_of_a_union_type_is_one_message_at_the_key(tmp_path, key, value, needle):
+    """A value that fits no member of a union (``int | 'auto' | None``) is one line naming the
+    key the user wrote — not one line per member under keys like ``train.threads.int`` — and
+    never reaches torch (``train.threads: 0`` once ended in an internal error)."""
+    config = tiny_config(**{key: value})
+    message = refused(run(tmp_path, config), needle, "run.yaml line")
+    shown = key if key != "policy.lora" else "policy.lora.target_modules"
+    assert f"key '{shown}' =" in message
+    assert len(message.strip().splitlines()) == 1, message
+    assert ".int'" not in message and "literal[" not in message
+
+
 @pytest.mark.parametrize(("algorithm", "key", "value", "needle"), [
     ("ppo_clip", "clip_eps", -0.2, "must be > 0"),
     ("ppo_clip", "lam", 1.5, "≤ 1"),

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from rlkit.data import read_text as read_user_text
 from rlkit.errors import ConfigError, did_you_mean
 
 
@@ -334,21 +335,9 @@ class _DuplicateKey(Exception):
 
 
 def read_text(path: str | Path, what: str = "Config file") -> str:
-    """A UTF-8 text file's content; a missing, unreadable or non-UTF-8 file is one paragraph."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} '{path}' does not exist.")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{what} '{path}' cannot be read: {exc.strerror}.") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
-            f"{exc.start}). Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+    """A UTF-8 text file's content; a missing, unreadable or non-UTF-8 file is one paragraph
+    (a :class:`ConfigError`)."""
+    return read_user_text(path, what, ConfigError)
 
 
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:

@@ -9,27 +9,32 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rlkit.errors import DataError
+from rlkit.errors import DataError, RlkitError
 
 PREFERENCE_KEYS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 
 
-def read_text(path: Path) -> str:
-    """A data file's text; a missing, unreadable or non-UTF-8 file is one paragraph naming the
-    file and the line of the first bad byte."""
+def read_text(path: str | Path, what: str = "File",
+              error: type[RlkitError] = DataError) -> str:
+    """A UTF-8 text file's content; a missing, unreadable or non-UTF-8 file is one paragraph
+    (an ``error``) naming the file, and the line of the first bad byte. The one reader of
+    every text file the user hands over: data here, config files through
+    :func:`rlkit.config.read_text`."""
+    path = Path(path)
     if not path.is_file():
-        raise DataError(f"File '{path}' does not exist.")
+        raise error(f"{what} '{path}' does not exist.")
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"File '{path}' cannot be read: {exc.strerror}.") from None
+        raise error(f"{what} '{path}' cannot be read: {exc.strerror}.") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}). Save the file "
-            f"as UTF-8 (e.g. iconv -f latin1 -t utf-8 {path.name} > fixed.{path.suffix.lstrip('.')})."
+        raise error(
+            f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}). Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8 {path.name} "
+            f"> fixed.{path.suffix.lstrip('.')})."
         ) from None
 
 

@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -255,6 +256,26 @@ def truncate_jsonl(path: Path, step: int) -> None:
         if isinstance(row, dict) and row.get("train/step", 0) <= step:
             kept.append(line)
     _atomic_write(path, "".join(line + "\n" for line in kept))
+
+
+@contextmanager
+def replacing_directory(final: Path) -> Iterator[Path]:
+    """A directory that replaces ``final`` whole or not at all: the block writes into a
+    temporary directory beside it (``.<name>.tmp-*``; those a killed writer left behind are
+    removed first), renamed onto ``final`` when the block ends and removed if it raises. A
+    kill at any moment leaves either the old ``final`` or the new one, never half of one."""
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _atomic_write(path: Path, text: str) -> None:

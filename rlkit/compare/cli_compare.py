@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 OUT_HELP = "Parent directory; the experiment writes OUT/<experiment-name>/."
@@ -10,19 +12,28 @@ WORKERS_HELP = "Runs at once for the local executor (default: the number of CPU 
 SET_HELP = "Override a key of every run, e.g. --set train.device=cuda (repeatable)."
 
 
+def grid_options(command: Any) -> Any:
+    """EXPERIMENT and the options of every command that runs a grid (compare, tune)."""
+    for option in reversed((
+        click.argument("experiment", type=click.Path(dir_okay=False)),
+        click.option("--out", default="runs", show_default=True,
+                     type=click.Path(file_okay=False), help=OUT_HELP),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True, help=EXECUTOR_HELP),
+        click.option("--workers", type=int, default=None, help=WORKERS_HELP),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP),
+    )):
+        command = option(command)
+    return command
+
+
 def plugin_files(ctx: click.Context) -> list[str]:
     """The ``--plugin`` files given to the root command (the workers load them too)."""
     return list(ctx.find_root().params.get("plugin_files") or [])
 
 
 @click.command("compare")
-@click.argument("experiment", type=click.Path(dir_okay=False))
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help=OUT_HELP)
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help=EXECUTOR_HELP)
-@click.option("--workers", type=int, default=None, help=WORKERS_HELP)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@grid_options
 @click.pass_context
 def compare_command(ctx: click.Context, experiment: str, out: str, executor: str,
                     workers: int | None, overrides: tuple[str, ...]) -> None:

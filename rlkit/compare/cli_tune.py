@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import click
 
-from rlkit.compare.cli_compare import EXECUTOR_HELP, OUT_HELP, SET_HELP, WORKERS_HELP, plugin_files
+from rlkit.compare.cli_compare import grid_options, plugin_files
 
 
 @click.command("tune")
-@click.argument("experiment", type=click.Path(dir_okay=False))
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help=OUT_HELP)
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help=EXECUTOR_HELP)
-@click.option("--workers", type=int, default=None, help=WORKERS_HELP)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@grid_options
 @click.pass_context
 def tune_command(ctx: click.Context, experiment: str, out: str, executor: str,
                  workers: int | None, overrides: tuple[str, ...]) -> None:

@@ -13,8 +13,6 @@ import math
 import os
 import random
 import resource
-import shutil
-import tempfile
 import time
 import traceback
 from contextlib import nullcontext
@@ -59,7 +57,7 @@ from rlkit.models import (
 from rlkit.ops import masked_mean
 from rlkit.plugins import PluginManager, get_plugin_manager
 from rlkit.rollout import Samples, forward_response
-from rlkit.rundir import RunDir
+from rlkit.rundir import RunDir, replacing_directory
 from rlkit.scoring import FunctionReward, ModelReward, NonFiniteError, RewardSource, WeightedRewards
 from rlkit.tracking.base import RunInfo
 
@@ -764,19 +762,9 @@ class Run:
             return
         _plain_tokenizer_state(self.tokenizer)
         final = self.run_dir / "policy"
-        for stale in self.run_dir.glob(".policy.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".policy.tmp-", dir=self.run_dir))
-        try:
+        with replacing_directory(final) as tmp:
             save_policy(self.policy, self.tokenizer, tmp, merged=self.config.train.save_merged,
                         final=final)
-            os.chmod(tmp, 0o755)
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 def _plain_tokenizer_state(tokenizer: Any) -> None:

@@ -33,11 +33,22 @@ def build_word_tokenizer(
     ``skip_special_tokens=True`` joins the words with single spaces. pad ≠ eos, so masks
     never hide a real EOS.
     """
-    vocab: dict[str, int] = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    for word in words:
-        vocab.setdefault(word, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    backend = word_level_backend(words)
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return wrap_backend(backend, padding_side=padding_side)
+
+
+def word_level_backend(tokens: Iterable[str]) -> Tokenizer:
+    """A ``tokenizers`` word-level model over [PAD] [EOS] [UNK] [BOS] (ids 0–3) then
+    ``tokens`` in order (repeats ignored); its pre-tokenizer and decoder are the caller's."""
+    vocab: dict[str, int] = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for token in tokens:
+        vocab.setdefault(token, len(vocab))
+    return Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+
+
+def wrap_backend(backend: Tokenizer, *, padding_side: str = "left") -> PreTrainedTokenizerFast:
+    """``backend`` as a transformers tokenizer with rlkit's special tokens (pad ≠ eos)."""
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token=PAD,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +12,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from filelock import FileLock
+
+from rlkit.rundir import replacing_directory
 
 Split = Literal["train", "eval"]
 
@@ -52,20 +52,11 @@ def build_cached(final: Path, build: Callable[[Path], Any], is_built: Callable[[
     with FileLock(str(final.parent / f"{final.name}.lock")):
         if is_built():  # another process built it while we waited
             return None
-        for stale in final.parent.glob(f".{final.name}.tmp-*"):  # a killed build's
-            shutil.rmtree(stale, ignore_errors=True)
         log.info("%s: building the world into %s (once; cached after)", label, final)
         start = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-        try:
+        # a stale entry without figures (an interrupted copy) is replaced too
+        with replacing_directory(final) as tmp:
             build(tmp)
-            os.chmod(tmp, 0o755)
-            if final.exists():  # a stale entry without figures: an interrupted copy
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return time.perf_counter() - start
 
 

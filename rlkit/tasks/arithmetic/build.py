@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import decoders, pre_tokenizers
 from transformers import GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerFast
 
+from rlkit.pretrain.tokenizer import word_level_backend, wrap_backend
 from rlkit.tasks.arithmetic.options import ArithmeticOptions
 from rlkit.tasks.arithmetic.problems import (
     EQUALS,
@@ -44,11 +45,6 @@ from rlkit.tasks.arithmetic.problems import (
     subseed,
 )
 from rlkit.training import (
-    BOS,
-    EOS,
-    PAD,
-    SPECIAL_TOKENS,
-    UNK,
     quiet_transformers,
     sample_responses,
     seeded,
@@ -86,10 +82,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     ("38 + 45 = 83"), with at most a stray space at either end, which the checker strips.
     pad ≠ eos, so masks never hide a real EOS.
     """
-    vocab: dict[str, int] = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    for token in [*(str(d) for d in range(10)), *OPERATORS, EQUALS]:
-        vocab.setdefault(token, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    backend = word_level_backend([*(str(d) for d in range(10)), *OPERATORS, EQUALS])
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.WhitespaceSplit(),
@@ -101,15 +94,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     backend.decoder = decoders.Sequence(
         [*(decoders.Replace(s, f" {s} ") for s in (*OPERATORS, EQUALS)), decoders.Fuse()]
     )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token=PAD,
-        eos_token=EOS,
-        unk_token=UNK,
-        bos_token=BOS,
-        padding_side="left",
-        clean_up_tokenization_spaces=False,
-    )
+    return wrap_backend(backend)
 
 
 def _n_tokens(tokenizer: PreTrainedTokenizerFast, text: str) -> int:

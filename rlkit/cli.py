@@ -7,11 +7,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rlkit.errors import RlkitError
-from rlkit.plugins import PluginManager, get_plugin_manager, make_plugin_manager, set_plugin_manager
+
+if TYPE_CHECKING:
+    from rlkit.plugins import PluginManager
 
 
 class UserError(click.ClickException):
@@ -168,8 +171,31 @@ def _end_process_group() -> None:
         dist.destroy_process_group()
 
 
+def _command_of(args: list[str]) -> str | None:
+    """The subcommand's name in ``args`` (the first word that is not a group option)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--plugin":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if (_command_of(args) in ("compare", "tune") and "ray" not in args
+            and not {"-h", "--help"} & set(args)):
+        # a grid's runs are forks of one fork server that imports torch, transformers and the
+        # engine once: started now, it does so while this process loads the plugins and the
+        # experiment, not after
+        from rlkit.compare.runner import start_fork_server
+
+        start_fork_server()
+    from rlkit.plugins import make_plugin_manager, set_plugin_manager
+
     try:
         pm = make_plugin_manager(_plugin_files(args))
     except RlkitError as exc:
@@ -181,9 +207,18 @@ def main(argv: list[str] | None = None) -> None:
 
 def cli_for_tests(plugin_files: Sequence[str | Path] = ()) -> click.Group:
     """A CLI bound to a fresh plugin manager (for click's CliRunner)."""
+    from rlkit.plugins import make_plugin_manager, set_plugin_manager
+
     pm = make_plugin_manager(plugin_files)
     set_plugin_manager(pm)
     return build_cli(pm)
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager (:func:`rlkit.plugins.get_plugin_manager`)."""
+    from rlkit.plugins import get_plugin_manager as get
+
+    return get()
 
 
 __all__ = ["build_cli", "cli_for_tests", "get_plugin_manager", "main"]

@@ -27,6 +27,7 @@ from transformers import (
 
 from rlkit.errors import ConfigError
 from rlkit.hookspecs import hookimpl
+from rlkit.rollout import no_cache
 
 
 def resolve_device(name: str) -> torch.device:
@@ -162,7 +163,8 @@ class ValueModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            **no_cache(self.backbone),
         ).last_hidden_state
         return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -277,6 +278,28 @@ def sample(
     return Samples(input_ids, attention_mask, prompt_len, response_mask, ended, logprobs)
 
 
+
+_NO_CACHE: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def no_cache(model: Any) -> dict[str, Any]:
+    """``{"use_cache": False}`` for a model whose config has ``use_cache`` (every Hugging Face
+    causal LM, a PEFT wrapper of one), else ``{}``: a scoring or training forward reads the
+    logits only, and with the config's default a transformers model also builds a KV cache it
+    never uses (a cache object and a copy of every layer's keys and values per forward). The
+    outputs are the same either way."""
+    try:
+        return _NO_CACHE[model]
+    except (KeyError, TypeError):
+        config = getattr(model, "config", None)
+        kwargs = {"use_cache": False} if getattr(config, "use_cache", None) is not None else {}
+        try:
+            _NO_CACHE[model] = kwargs
+        except TypeError:  # not weak-referenceable: recomputed per call
+            pass
+        return kwargs
+
+
 def forward_response(
     model: torch.nn.Module,
     input_ids: Tensor,
@@ -296,7 +319,8 @@ def forward_response(
     (one shared pass would sum the two backward paths in another order: not bit-identical).
     """
     positions = position_ids_from_mask(attention_mask)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                **no_cache(model))
     return _response_logprobs(out.logits, input_ids, prompt_len, temperature, with_entropy,
                               entropy_grad)
 
@@ -319,7 +343,7 @@ def forward_response_and_values(
     output (checked once per critic by :meth:`~rlkit.models.SharedValueModel.fuses_with`)."""
     positions = position_ids_from_mask(attention_mask)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                output_hidden_states=True)
+                output_hidden_states=True, **no_cache(model))
     logprobs, entropy = _response_logprobs(out.logits, input_ids, prompt_len, temperature,
                                            with_entropy, entropy_grad)
     values = critic.values_from_hidden(out.hidden_states[-1])

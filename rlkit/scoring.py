@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from rlkit.errors import RlkitError
+from rlkit.rollout import no_cache
 
 
 @dataclass
@@ -132,8 +133,8 @@ class ModelReward(RewardSource):
                 texts[start : start + self.batch_size], return_tensors="pt", padding=True,
                 truncation=True,
             ).to(self.device)
-            logits = self.model(input_ids=enc["input_ids"],
-                                attention_mask=enc["attention_mask"]).logits
+            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                **no_cache(self.model)).logits
             scores.append(logits[:, self.label].float().cpu())
         return torch.cat(scores)
 

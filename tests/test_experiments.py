@@ -149,9 +149,9 @@ def test_a_grid_shares_one_wandb_service_and_every_run_still_logs_to_wandb(tmp_p
     seen: list[bool] = []
     real_pool = runner._process_pool
 
-    def pool(workers: int, preload_wandb: bool = False) -> object:
-        seen.append(preload_wandb and "WANDB_SERVICE" in os.environ)
-        return real_pool(workers, preload_wandb)
+    def pool(workers: int) -> object:
+        seen.append("WANDB_SERVICE" in os.environ)
+        return real_pool(workers)
 
     monkeypatch.setattr(runner, "_process_pool", pool)
     configs = [dict(tiny_config(seed=s), name=f"w{s}") for s in (0, 1)]

@@ -113,16 +113,17 @@ def _rows_with(tmp_path: Path, name: str, **overrides: Any) -> list[dict[str, An
 
 
 @pytest.mark.parametrize("name", ["ppo_clip", "grpo", "dpo"])
-def test_foreach_adamw_is_bit_identical_and_fused_adamw_only_rounds_differently(
+def test_for_loop_adamw_is_bit_identical_and_fused_adamw_only_rounds_differently(
         tmp_path: Path, name: str) -> None:
-    """``train.optimizer_impl``: ``foreach`` logs the golden rows bit for bit; ``fused`` is
+    """``train.optimizer_impl``: the default ``foreach`` (the golden rows were made with torch's
+    CPU default, ``for_loop``) and ``for_loop`` log the golden rows bit for bit; ``fused`` is
     the same optimizer in another summation order (what is measured before the first update is
     identical; later values move only by float rounding), never a different method."""
     import torch
 
     torch.set_num_threads(1)
     golden = json.loads(GOLDEN.read_text())[name]
-    assert _rows_with(tmp_path, name, **{"train.optimizer_impl": "foreach"}) == golden
+    assert _rows_with(tmp_path, name, **{"train.optimizer_impl": "for_loop"}) == golden
     fused = _rows_with(tmp_path, name, **{"train.optimizer_impl": "fused"})
     assert [r.keys() for r in fused] == [r.keys() for r in golden]
     # measured before the first optimizer step: the first rollout's reward, or (one update

@@ -7,7 +7,6 @@ last checkpoint, failed ones are recorded in their ``status.json`` and the grid 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -167,7 +166,7 @@ def _run_grid(configs: list[dict[str, Any]], exp_dir: Path, executor: str,
         wandb_runs = _uses_wandb(todo)
         # not under a plain fork: the service's threads must not be forked mid-operation
         shared = wandb_runs and _start_method() != "fork"
-        with _shared_wandb_service(shared), _process_pool(workers, wandb_runs) as pool:
+        with _shared_wandb_service(shared), _process_pool(workers) as pool:
             futures = {pool.submit(execute_run, d, str(exp_dir), plugin_files, threads): d
                        for d in todo}
             pending = set(futures)
@@ -273,21 +272,38 @@ def _start_method() -> str:
     return os.environ.get(START_METHOD_ENV) or default
 
 
-def _process_pool(workers: int, preload_wandb: bool = False) -> ProcessPoolExecutor:
+#: what a grid's fork server imports before it forks the first run
+FORK_SERVER_PRELOAD = ["rlkit.compare.preload"]
+
+
+def start_fork_server() -> None:
+    """Start the fork server of local grids now (when the start method is ``forkserver``).
+
+    It imports the engine once (:mod:`rlkit.compare.preload`, ~4 s); the command line calls
+    this first thing for ``compare`` and ``tune``, so that import runs beside the command's
+    own loading of plugins and experiment instead of after it. Later pools reuse the server;
+    environment variables set after this point reach the runs through the pool's initializer.
+    """
+    if _start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload(FORK_SERVER_PRELOAD)
+    forkserver.ensure_running()
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
     """One process per run (Python ≥ 3.11): isolation, and an honest per-run peak memory.
 
-    On Linux the default is a fork server that has imported torch and the engine once and
-    started no threads: each run's process is a cheap fork of it (a plain fork of this process
-    could deadlock once torch has started threads; spawn pays the imports for every run).
-    ``RLKIT_START_METHOD`` = spawn, forkserver or fork chooses explicitly. ``preload_wandb``:
-    the fork server imports wandb too (0.4–0.6 s a run saved when runs log to it)."""
+    On Linux the default is a fork server that has imported torch, transformers, the engine,
+    the built-in plugins and wandb once and started no threads (:mod:`rlkit.compare.preload`):
+    each run's process is a cheap fork of it (a plain fork of this process could deadlock once
+    torch has started threads; spawn pays the imports for every run).
+    ``RLKIT_START_METHOD`` = spawn, forkserver or fork chooses explicitly."""
     method = _start_method()
     context = mp.get_context(method)
     if method == "forkserver":
-        preload = ["rlkit.compare.runner", "rlkit.core.run"]
-        if preload_wandb and importlib.util.find_spec("wandb") is not None:
-            preload.append("wandb")
-        context.set_forkserver_preload(preload)
+        context.set_forkserver_preload(FORK_SERVER_PRELOAD)
     extra: dict[str, Any] = {"initializer": _worker_init,
                              "initargs": (os.getpid(), dict(os.environ), os.getcwd())}
     if sys.version_info >= (3, 11) and method != "fork":  # fork refuses max_tasks_per_child

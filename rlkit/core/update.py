@@ -23,7 +23,7 @@ from rlkit.scoring import NonFiniteError
 
 
 def make_optimizer(policy: torch.nn.Module, critic: torch.nn.Module | None,
-                   c: Any, impl: str = "for_loop") -> torch.optim.Optimizer:
+                   c: Any, impl: str = "foreach") -> torch.optim.Optimizer:
     """AdamW with one parameter group for the policy and one for the critic (its own lr);
     ``impl`` (``train.optimizer_impl``): ``for_loop``, ``foreach`` (multi-tensor) or ``fused``."""
     if impl not in ("for_loop", "foreach", "fused"):
@@ -58,7 +58,7 @@ class Updater:
                  policy: torch.nn.Module, critic: torch.nn.Module | None, tokenizer: Any,
                  device: torch.device, seed: int, total_steps: int, skip_nonfinite: bool,
                  autocast: AbstractContextManager[Any] | None = None,
-                 dist: Any = None, optimizer_impl: str = "for_loop") -> None:
+                 dist: Any = None, optimizer_impl: str = "foreach") -> None:
         c = algorithm.config
         self.dist = dist  # rlkit.core.distributed.Dist, or None: one process
         self.algorithm, self.spec, self.c = algorithm, spec, c

@@ -167,3 +167,32 @@ def test_a_grid_shares_one_wandb_service_and_every_run_still_logs_to_wandb(tmp_p
     assert not runner._uses_wandb(without) and runner._uses_wandb(configs)
     no_section = {k: v for k, v in configs[0].items() if k != "tracking"}
     assert runner._uses_wandb([no_section])  # the default trackers include wandb
+
+
+def test_grid_runs_fork_from_a_server_that_imported_the_engine_once(monkeypatch):
+    """``rlkit compare`` starts the fork server first thing; a run's process is a fork of it,
+    with the engine, the built-in algorithm plugins and wandb already imported."""
+    import importlib.util
+    import multiprocessing.forkserver as forkserver
+
+    from rlkit.cli import _command_of
+    from rlkit.compare import runner
+
+    assert _command_of(["--plugin", "p.py", "compare", "exp.yaml"]) == "compare"
+    assert _command_of(["--plugin=p.py", "tune", "t.yaml"]) == "tune"
+    assert _command_of(["--version"]) is None
+    monkeypatch.delenv(runner.START_METHOD_ENV, raising=False)  # the default: a fork server
+    runner.start_fork_server()
+    assert forkserver._forkserver._forkserver_pid is not None
+    with runner._process_pool(1) as pool:
+        loaded = pool.submit(_already_imported, ["rlkit.core.run", "rlkit_plugins.ppo_clip",
+                                                 "rlkit.tasks.reviews", "wandb"]).result()
+    assert loaded["rlkit.core.run"] and loaded["rlkit_plugins.ppo_clip"]
+    assert loaded["rlkit.tasks.reviews"]
+    assert loaded["wandb"] == (importlib.util.find_spec("wandb") is not None)
+
+
+def _already_imported(names: list[str]) -> dict[str, bool]:
+    import sys
+
+    return {name: name in sys.modules for name in names}

@@ -135,3 +135,54 @@ def test_for_loop_adamw_is_bit_identical_and_fused_adamw_only_rounds_differently
             if key in want and want[key] is not None:
                 assert got[key] == pytest.approx(want[key], rel=2e-3, abs=1e-5), key
     assert fused != golden  # it is not the same arithmetic: a switch, not the default
+
+
+def test_scoring_and_training_forwards_build_no_kv_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forward that only reads logits or values asks the model for no cache: the log-probs
+    and values are those of the default call, and transformers builds no ``DynamicCache``; a
+    model whose config has no ``use_cache`` (a plugin's own module) gets no such keyword."""
+    import torch
+    import transformers
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
+
+    from rlkit.models import ValueModel
+    from rlkit.rollout import forward_response, forward_values, no_cache
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50, n_positions=64)
+    policy = GPT2LMHeadModel(config).eval()
+    critic = ValueModel(GPT2Model(config), torch.nn.Linear(32, 1)).eval()
+    ids = torch.randint(4, 50, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # a left-padded prompt
+    built: list[object] = []
+    real_init = transformers.DynamicCache.__init__
+
+    def counting_init(self: object, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.DynamicCache, "__init__", counting_init)
+    logprobs, entropy = forward_response(policy, ids, mask, 5, 1.0)
+    values = forward_values(critic, ids, mask, 5)
+    assert built == []
+    assert no_cache(policy) == {"use_cache": False} == no_cache(critic.backbone)
+
+    # the same numbers as the model's default call, which does build a cache
+    from rlkit.rollout import _response_logprobs, position_ids_from_mask
+
+    positions = position_ids_from_mask(mask)
+    default = policy(input_ids=ids, attention_mask=mask, position_ids=positions)
+    assert len(built) == 1
+    want, want_entropy = _response_logprobs(default.logits, ids, 5, 1.0, True, True)
+    assert torch.equal(logprobs, want) and entropy is not None
+    assert torch.equal(entropy, want_entropy)
+    hidden = critic.backbone(input_ids=ids, attention_mask=mask, position_ids=positions)
+    assert torch.equal(values, critic.head(hidden.last_hidden_state).squeeze(-1)[:, 4:-1])
+
+    class Plain(torch.nn.Module):  # no config: called exactly as before
+        def forward(self, input_ids: Any, attention_mask: Any, position_ids: Any) -> Any:
+            return torch.zeros(input_ids.shape)
+
+    assert no_cache(Plain()) == {}
+    assert forward_values(Plain(), ids, mask, 5).shape == (3, 7)

@@ -274,3 +274,27 @@ def test_eval_seeds_samples_per_prompt_and_pass_at_k(ext_installed, tmp_path):
     assert len(run.ctx.last_eval.responses) == 4 * 3
     info = M.catalogue(logged=row)["eval/pass@3"]
     assert info.goal == "max" and info.eval
+
+
+def test_the_public_names_resolve_lazily_and_import_rlkit_loads_no_torch() -> None:
+    """``import rlkit`` (and so the command line's start) imports neither torch nor
+    transformers; every name of ``rlkit.__all__`` still resolves, to the object its defining
+    module holds, and an unknown name is an AttributeError."""
+    import importlib
+    import subprocess
+    import sys
+
+    probe = ("import sys, rlkit, rlkit.cli; "
+             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+    assert sorted(rlkit.__all__) == sorted([*rlkit._EXPORTS, "__version__"])
+    for name, module in rlkit._EXPORTS.items():
+        value = getattr(rlkit, name)
+        if name == "compare" and isinstance(value, type(rlkit)):
+            continue  # the rlkit.compare package, callable as the function (its own test)
+        assert value is getattr(importlib.import_module(module), name), name
+    assert "Algorithm" in dir(rlkit)
+    with pytest.raises(AttributeError, match="Algorithmm"):
+        _ = rlkit.Algorithmm  # type: ignore[attr-defined]

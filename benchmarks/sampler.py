@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--variants", default="", help="comma-separated among growing, "
-                        "static, compiled, or all")
+                        "static, compiled, math (rlkit's loop with SDPA's math kernel), or all")
     parser.add_argument("--batch", type=int, default=0, help="prompts per call (0: workload's)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             rollout.preallocated_cache = real
 
+    def math_call(seed: int) -> int:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]):
+            return rlkit_call(seed)
+
     compiled_step = None
 
     @torch.inference_mode()
@@ -121,8 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
         return batch * L
 
     calls = {"rlkit": rlkit_call, "hf_generate": hf_call, "growing": growing_call,
-             "static": static_call, "compiled": lambda seed: static_call(seed, True)}
-    wanted = ["growing", "static", "compiled"] if args.variants == "all" else [
+             "static": static_call, "compiled": lambda seed: static_call(seed, True), "math": math_call}
+    wanted = ["growing", "static", "compiled", "math"] if args.variants == "all" else [
         v for v in args.variants.split(",") if v]
     names = ["rlkit", "hf_generate", *wanted]
     times: dict[str, list[float]] = {name: [] for name in names}

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", default="", help="comma-separated among growing, "
                         "static, compiled, math (rlkit's loop with SDPA's math kernel), or all")
     parser.add_argument("--batch", type=int, default=0, help="prompts per call (0: workload's)")
+    parser.add_argument("--profile", default=None, metavar="VARIANT",
+                        help="print torch.profiler's op table for 3 calls of this variant "
+                        "(rlkit, hf_generate or one of --variants) after the timing")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     quiet_environment()
@@ -156,6 +159,15 @@ def main(argv: list[str] | None = None) -> dict:
     for name in names:
         print(f"  {name:12s} {tps[name]:8.0f} tokens/s  ({tps[name] / tps['hf_generate']:.2f}× "
               f"HF generate; first call {first_call_s[name]:.1f} s)")
+    if args.profile:
+        from torch.profiler import profile
+
+        with profile() as prof:
+            for i in range(3):
+                calls[args.profile](100 + i)
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+        print(f"torch.profiler, 3 calls of {args.profile}:\n{table}")
+        result["profile"] = {args.profile: table}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return result

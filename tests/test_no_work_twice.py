@@ -1,7 +1,11 @@
 """The engine's speed-ups change no logged metric: every built-in algorithm, 3 steps on the
 toy task, logs exactly (bit for bit) the rows it logged before them (``perf/*`` and wall time
 aside). The golden rows in ``tests/data/golden_metrics.json`` were generated from the engine
-*before* those changes (``python tests/test_no_work_twice.py --write``)."""
+*before* those changes (``python tests/test_no_work_twice.py --write``), with two corrections
+of online DPO's rollout metrics: ``rollout/logprob_mismatch`` was 0.03–0.63 there because it
+compared the sampler's log-probs with those of the kept pairs in another row order, and
+``objective/rlhf_reward`` averaged the pairs' 1/0 preference labels instead of the reward (both
+fixed, and pinned by ``test_online_pairs_measure_their_rollout_row_for_row``)."""
 
 from __future__ import annotations
 
@@ -186,3 +190,21 @@ def test_scoring_and_training_forwards_build_no_kv_cache(monkeypatch: pytest.Mon
 
     assert no_cache(Plain()) == {}
     assert forward_values(Plain(), ids, mask, 5).shape == (3, 7)
+
+
+def test_online_pairs_measure_their_rollout_row_for_row(tmp_path: Path) -> None:
+    """Online DPO keeps the best and the worst of each prompt's samples, best first, so the
+    pairs are the sampled rows in another order, and their ``scores`` become 1/0 labels.
+    ``rollout/logprob_mismatch`` must compare each kept row's sampler log-probs with its own
+    scoring log-probs (they differ only by the numerics of the cached decode), and
+    ``objective/rlhf_reward`` is the reward minus β·KL, as for every other algorithm (here every
+    pair is a distinct pair of samples, so the kept rows are the sampled ones)."""
+    import torch
+
+    torch.set_num_threads(1)
+    rows = [r for r in metrics_of(tmp_path, "dpo_online") if "objective/reward" in r]
+    assert len(rows) == 3
+    for r in rows:
+        assert 0.0 <= r["rollout/logprob_mismatch"] < 1e-5
+        assert r["objective/rlhf_reward"] == pytest.approx(
+            r["objective/reward"] - r["policy/kl_coef"] * r["objective/kl"], rel=1e-6, abs=1e-7)

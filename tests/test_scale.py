@@ -475,3 +475,23 @@ def test_a_shared_critic_reads_the_policy_forward_one_trunk_pass_for_both(tmp_pa
     c = run.algo_config
     assert len(calls) == c.epochs * c.num_minibatches  # not twice that
     assert math.isfinite(stats["loss/value"]) and stats["value/grad_norm"] > 0
+
+
+def test_gathered_info_keeps_the_sample_count_and_the_pairs_scores():
+    """Under data parallelism each rank's RolloutInfo is concatenated: the sequences the step
+    consumed (judged pairs: k sampled, 2 kept) add up over ranks, and the kept rows' R′ (what
+    objective/rlhf_reward reads for judged pairs) follow the rows."""
+    from rlkit.core.distributed import concat_info
+    from rlkit.core.experience import RolloutInfo
+
+    def part(n: int, sampled: int | None, offset: float) -> RolloutInfo:
+        return RolloutInfo(raw_scores=torch.zeros(n), responses=["r"] * n,
+                           ended=torch.ones(n, dtype=torch.bool), n_samples=sampled,
+                           penalized_scores=torch.arange(n, dtype=torch.float) + offset)
+
+    merged = concat_info([part(4, 6, 0.0), part(4, 6, 10.0)], torch.device("cpu"))
+    assert merged.n_samples == 12
+    assert merged.penalized_scores is not None
+    assert merged.penalized_scores.tolist() == [0, 1, 2, 3, 10, 11, 12, 13]
+    assert concat_info([part(2, None, 0.0), part(2, None, 0.0)],
+                       torch.device("cpu")).n_samples is None

@@ -104,6 +104,9 @@ class JudgedPairs(Rollout):
             valid.append(float(scores.max() > scores.min()))
         chosen = torch.tensor(keep, device=exp.scores.device)
         pairs = exp.select(chosen)
+        info.penalized_scores = pairs.scores  # R′ of the kept rows, before the labels replace it
+        if info.sampler_logprobs is not None:  # row for row with the pairs, like the log-probs
+            info.sampler_logprobs = info.sampler_logprobs[chosen.to(info.sampler_logprobs.device)]
         pairs.scores = torch.tensor([1.0, 0.0] * (len(keep) // 2), device=exp.scores.device)
         pairs.group_ids = torch.arange(len(keep) // 2, device=exp.scores.device
                                        ).repeat_interleave(2)

@@ -246,7 +246,10 @@ def concat_info(parts: list[RolloutInfo], device: torch.device) -> RolloutInfo:
         per_source={k: torch.cat([p.per_source[k] for p in parts]) for k in first.per_source},
         sampler_logprobs=cat("sampler_logprobs"), prompts=[x for p in parts for x in p.prompts],
         metadata=[m for p in parts for m in p.metadata],
-        truncated=sum(p.truncated for p in parts), is_rollout=first.is_rollout)
+        truncated=sum(p.truncated for p in parts), is_rollout=first.is_rollout,
+        n_samples=(None if any(p.n_samples is None for p in parts)
+                   else sum(p.n_samples or 0 for p in parts)),
+        penalized_scores=cat("penalized_scores"))
 
 
 __all__ = ["Dist", "concat_experience", "concat_info"]

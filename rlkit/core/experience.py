@@ -54,6 +54,9 @@ class RolloutInfo:
     is_rollout: bool = True  # sampled from the policy (the objective/ metrics apply)
     n_samples: int | None = None  # sequences this step consumed (the budget's unit), when the
     # batch holds another number of rows (judged pairs: k generated, 2 kept; KTO's anchors)
+    penalized_scores: Tensor | None = None  # [rows of the Experience] R′ (the score after the
+    # missing-EOS penalty) where the Experience's own scores are something else (judged
+    # pairs: 1/0 preference labels); objective/rlhf_reward reads it
 
 
 class ExperienceMaker:

@@ -448,11 +448,12 @@ class Run:
             return {}
         kl_seq = exp.kl.sum(1)
         raw, mask = info.raw_scores, exp.response_mask
+        scores = info.penalized_scores if info.penalized_scores is not None else exp.scores
         row = {
             M.REWARD: float(raw.mean()),
             M.REWARD_STD: float(raw.std()) if len(raw) > 1 else 0.0,
             M.KL: float(kl_seq.mean()),
-            M.RLHF_REWARD: float((exp.scores - self.algorithm.kl_coef * kl_seq).mean()),
+            M.RLHF_REWARD: float((scores - self.algorithm.kl_coef * kl_seq).mean()),
             M.RESPONSE_LENGTH: float(mask.sum(1).mean()),
             M.EOS_RATE: float(info.ended.float().mean()),
         }
@@ -460,7 +461,7 @@ class Run:
             row[M.ENTROPY] = float(info.entropy.sum(1).mean())
         if info.gold is not None:
             row[M.GOLD_REWARD] = float(np.mean(info.gold))
-        if info.sampler_logprobs is not None and len(raw) == len(exp):
+        if info.sampler_logprobs is not None and len(info.sampler_logprobs) == len(exp):
             row[M.LOGPROB_MISMATCH] = float(masked_mean(
                 (exp.logprobs - info.sampler_logprobs.to(exp.logprobs)).abs(), mask))
         k = self.data_kind_class.rows_per_item(self.algo_config)

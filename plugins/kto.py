@@ -96,6 +96,11 @@ class KTO(Algorithm[KTOConfig]):
         return {"kto/kl": float(z0), "kto/desirable_fraction": float(
             ((batch.scores > 0.5).float() * (1 - anchor)).sum() / (1 - anchor).sum().clamp(min=1))}
 
+    def loss_weight(self, batch: Experience) -> Tensor:
+        """The loss is a mean over the labelled rows (the anchors only estimate z₀): their
+        count weighs a micro-batch, so accumulation gives the minibatch's mean."""
+        return (1 - batch.require("kl_anchor").float()).sum()
+
     def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Tensor]]:
         mask, c = batch.response_mask, self.config
         logratios = sequence_logprobs(out.logprobs - batch.require("ref_logprobs"), mask)

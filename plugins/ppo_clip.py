@@ -140,11 +140,18 @@ class PPOClip(Algorithm[PPOClipConfig]):
         return ppo_clip_loss(out.logprobs, batch.logprobs, advantages, batch.response_mask,
                              self.config.clip_eps)
 
+    def prepare_minibatch(self, batch: Experience) -> None:
+        """``whiten_advantages: minibatch``: over the whole minibatch, whatever micro-batches
+        (``grad_accum_steps``) or data-parallel ranks it is then split into."""
+        if self.config.whiten_advantages == "minibatch":
+            batch.extras["minibatch_advantages"] = masked_whiten(
+                batch.require("advantages"), batch.response_mask)
+
     def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Tensor]]:
         c, mask = self.config, batch.response_mask
         advantages = batch.require("advantages")
         if c.whiten_advantages == "minibatch":
-            advantages = masked_whiten(advantages, mask)
+            advantages = batch.require("minibatch_advantages")
         pg, pg_metrics = self.policy_loss(batch, out, advantages)
         pg_metrics.pop(M.POLICY_CLIPFRAC, None)  # the engine measures it (spec().clip_range)
         assert out.values is not None, f"{self.name} declares needs_critic: the engine passes values"

@@ -278,9 +278,24 @@ class Algorithm(ABC, Generic[C]):
         """Fill ``batch.advantages`` (and ``batch.returns``) without gradients; return metrics."""
         return {}
 
+    def prepare_minibatch(self, batch: Experience) -> None:
+        """Called without gradients with each whole minibatch (on every data-parallel rank the
+        same rows), before it is split into micro-batches (``grad_accum_steps``, ranks).
+        Statistics the loss must take over the minibatch rather than over one micro-batch
+        (advantages whitened per minibatch, a normaliser) go into ``batch.extras`` here: the
+        micro-batches are selected from this batch and carry them. Default: nothing."""
+
     @abstractmethod
     def loss(self, batch: Experience, out: PolicyOutput) -> tuple[Tensor, dict[str, Any]]:
         """The scalar loss to minimise on one (micro)batch, and metrics beside it."""
+
+    def loss_weight(self, batch: Experience) -> Tensor | None:
+        """A (micro)batch's weight when micro-batch losses are accumulated into their
+        minibatch's: the count :meth:`loss` divides by, for a loss that is a mean over some of
+        the rows only (KTO: the labelled ones, not the mismatched anchors), so that the
+        accumulated loss is the whole minibatch's. ``None`` (default): the weight of the
+        declared ``loss_aggregation`` (response tokens for ``token_mean``, else sequences)."""
+        return None
 
     def after_update(self, batch: Experience, stats: dict[str, float]) -> dict[str, float]:
         """Evolve state between updates (adaptive β, running moments); return metrics."""

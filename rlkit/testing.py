@@ -65,6 +65,7 @@ def _batch(run):
         exp.scores = exp.scores + noise.to(exp.scores.device)
     with torch.no_grad():
         run.algorithm.prepare(exp)
+        run.algorithm.prepare_minibatch(exp)  # the whole batch is the one minibatch
     return exp
 
 
@@ -160,6 +161,39 @@ def check_gradients_reach_the_models(name: str) -> None:
             assert critic_grad > 0, "needs_critic is set but no gradient reaches the critic"
 
 
+def check_micro_batches_make_the_minibatch_gradient(name: str) -> None:
+    """Two accumulated micro-batches (``grad_accum_steps: 2``) give the gradient of the
+    minibatch taken whole: a statistic over the minibatch belongs in ``prepare_minibatch``, a
+    loss averaged over some rows only declares that count with ``loss_weight``."""
+    grads = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for accum in (1, 2):
+            run = _run(name, Path(tmp) / str(accum), num_minibatches=1, grad_accum_steps=accum)
+            exp = _batch(run)
+            captured: dict[str, torch.Tensor] = {}
+            step = run.optimizer.step
+
+            def capture(*args: Any, _c: dict[str, torch.Tensor] = captured,
+                        _run: Any = run, _step: Any = step, **kwargs: Any) -> Any:
+                if not _c:
+                    _c.update({n: p.grad.clone() for n, p in _run.policy.named_parameters()
+                               if p.grad is not None})
+                return _step(*args, **kwargs)
+
+            run.optimizer.step = capture
+            run.update(exp, 1, 1.0)
+            grads.append(captured)
+    whole, split = grads
+    assert whole and whole.keys() == split.keys(), "no gradient reached the policy"
+    for key in whole:
+        close = torch.allclose(whole[key], split[key], rtol=1e-4, atol=1e-6)
+        assert close, (
+            f"the gradient of {key} differs when the minibatch is split in two micro-batches "
+            f"(max |diff| {float((whole[key] - split[key]).abs().max()):.3g}): compute "
+            f"minibatch statistics in prepare_minibatch, and return the count a partial mean "
+            f"divides by from loss_weight (docs/writing-plugins.md)")
+
+
 def check_metric_namespaces(name: str) -> None:
     """Every metric the plugin logs is canonical or under the algorithm's own name."""
     allowed = set(M.CANONICAL_NAMESPACES) | {name}
@@ -202,6 +236,7 @@ CHECKS: tuple[Callable[[str], None], ...] = (
     check_declarations,
     check_loss_finite_and_differentiable,
     check_gradients_reach_the_models,
+    check_micro_batches_make_the_minibatch_gradient,
     check_metric_namespaces,
     check_deterministic,
     check_few_updates_without_nan,

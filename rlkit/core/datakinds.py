@@ -231,10 +231,14 @@ class Unpaired(_GivenResponses):
         labels = [label for _, label in chosen]
         anchor = [0.0] * len(items)
         if self.mismatched:  # (x_i, y_{i+1}): KTO's estimate of the reference point
-            n = len(items)
-            items += [(items[i][0], items[i][1], items[(i + 1) % n][2]) for i in range(n)]
-            labels += [0.5] * n
-            anchor += [1.0] * n
+            # i over the whole batch, whichever rank holds x_i: y_{i+1} may be on the next one
+            everything = self.maker.global_batch_of(self.items, step, stream=5)
+            start = self.maker.span[0] if self.maker.span is not None else 0
+            n = len(everything)
+            items += [(items[i][0], items[i][1], everything[(start + i + 1) % n][0][2])
+                      for i in range(len(items))]
+            labels += [0.5] * len(chosen)
+            anchor += [1.0] * len(chosen)
         exp, info = self._assemble(items)
         device = exp.input_ids.device
         exp.scores = torch.tensor(labels, device=device)

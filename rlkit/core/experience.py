@@ -84,6 +84,18 @@ class ExperienceMaker:
         permutations seeded by the run seed alone — the same for every algorithm. Under data
         parallelism, this rank's contiguous slice of them (``self.span``: its first item's
         index and the global count, for :meth:`generate`)."""
+        out = self.global_batch_of(items, step, stream, size)
+        self.span = None
+        if self.dist is not None and self.dist.active:
+            start, stop = self.dist.span(len(out))
+            self.span = (start, len(out))
+            out = out[start:stop]
+        return out
+
+    def global_batch_of(self, items: list[Any], step: int, stream: int,
+                        size: int | None = None) -> list[Any]:
+        """All items of step ``step``, whichever rank asks (:meth:`batch_of` before slicing):
+        for a data kind whose rows pair items across the batch (KTO's mismatched anchors)."""
         size = size or self.config.rollout.batch_size
         n = len(items)
         perms: dict[int, np.ndarray] = {}  # a step spans at most a few epochs: one draw each
@@ -94,11 +106,6 @@ class ExperienceMaker:
                 rng = np.random.default_rng(stream_seed(self.config.seed, epoch, stream))
                 perms[epoch] = rng.permutation(n)
             out.append(items[perms[epoch][pos]])
-        self.span = None
-        if self.dist is not None and self.dist.active:
-            start, stop = self.dist.span(len(out))
-            self.span = (start, len(out))
-            out = out[start:stop]
         return out
 
     # -- generation --------------------------------------------------------------------------

@@ -117,7 +117,11 @@ class Updater:
 
     # -- the update --------------------------------------------------------------------------
     def _weight(self, mb: Experience) -> Tensor:
-        """A micro-batch's share of its minibatch under the declared loss aggregation."""
+        """A micro-batch's share of its minibatch: the algorithm's own
+        (:meth:`~rlkit.algorithm.Algorithm.loss_weight`), else the declared aggregation's."""
+        own = self.algorithm.loss_weight(mb)
+        if own is not None:
+            return own.detach().float()
         if self.spec.loss_aggregation == "token_mean":
             return mb.response_mask.sum()
         return torch.tensor(float(len(mb)))
@@ -148,7 +152,9 @@ class Updater:
             for mb_groups in torch.tensor_split(order, min(c.num_minibatches, len(order))):
                 mb_index = torch.nonzero(torch.isin(exp.group_ids, mb_groups)).squeeze(1)
                 whole = exp.select(mb_index)
-                mb_total = self._weight(whole)
+                with torch.no_grad():
+                    self.algorithm.prepare_minibatch(whole)
+                mb_total = self._weight(whole).clamp(min=1e-12)  # 0 only if every share is
                 bad: str | None = None
                 rank, world = ((self.dist.rank, self.dist.world_size) if self.dist is not None
                                else (0, 1))
@@ -156,9 +162,9 @@ class Updater:
                 for micro_groups in torch.tensor_split(mb_groups, parts)[rank::world]:
                     if parts == 1:  # the micro-batch is the minibatch: selected once
                         mb = whole
-                    else:
-                        micro = torch.nonzero(torch.isin(exp.group_ids, micro_groups))
-                        mb = exp.select(micro.squeeze(1))
+                    else:  # from the minibatch: the rows of exp, with what it prepared
+                        micro = torch.nonzero(torch.isin(whole.group_ids, micro_groups))
+                        mb = whole.select(micro.squeeze(1))
                     out = self.policy_output(mb, temperature)
                     if pending:  # the whole batch, weights not yet stepped: π_old = π_θ
                         assert len(mb) == len(exp)

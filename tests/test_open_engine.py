@@ -298,3 +298,22 @@ def test_the_public_names_resolve_lazily_and_import_rlkit_loads_no_torch() -> No
     assert "Algorithm" in dir(rlkit)
     with pytest.raises(AttributeError, match="Algorithmm"):
         _ = rlkit.Algorithmm  # type: ignore[attr-defined]
+
+
+def test_only_the_exiting_command_line_freezes_the_garbage_collector() -> None:
+    """``rlkit``'s exit skips the final collections (``gc.freeze``) only when the process is
+    the command line on its way out: ``main(argv)`` called from Python leaves gc alone, and the
+    console script keeps its exit status."""
+    import gc
+    import subprocess
+    import sys
+
+    from rlkit.cli import main
+
+    before = gc.get_freeze_count()
+    with pytest.raises(SystemExit) as exc:
+        main(["plugins"])
+    assert exc.value.code == 0 and gc.get_freeze_count() == before
+    done = subprocess.run([sys.executable, "-m", "rlkit", "compare", "/nonexistent.yaml"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "does not exist" in done.stderr

@@ -45,14 +45,16 @@ def tiny_run_config(algorithm: str, **algorithm_options: Any) -> dict[str, Any]:
     }
 
 
-def _run(algorithm: str, out: Path, **options: Any):
+def _run(algorithm: str, out: Path, batch_size: int | None = None, **options: Any):
     from rlkit.config import load_config
     from rlkit.engine import Run
     from rlkit.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
-    config = load_config(data=tiny_run_config(algorithm, **options),
-                         algorithms=pm.registry.algorithms)
+    data = tiny_run_config(algorithm, **options)
+    if batch_size is not None:
+        data["rollout"]["batch_size"] = batch_size
+    config = load_config(data=data, algorithms=pm.registry.algorithms)
     return Run(config, out=out, pm=pm)
 
 
@@ -162,13 +164,15 @@ def check_gradients_reach_the_models(name: str) -> None:
 
 
 def check_micro_batches_make_the_minibatch_gradient(name: str) -> None:
-    """Two accumulated micro-batches (``grad_accum_steps: 2``) give the gradient of the
-    minibatch taken whole: a statistic over the minibatch belongs in ``prepare_minibatch``, a
-    loss averaged over some rows only declares that count with ``loss_weight``."""
+    """Accumulated micro-batches (``grad_accum_steps`` 2 and 3, of 8 prompts) give the
+    gradient of the minibatch taken whole: a statistic over the minibatch belongs in
+    ``prepare_minibatch``, a loss averaged over some rows only declares that count with
+    ``loss_weight``."""
     grads = []
     with tempfile.TemporaryDirectory() as tmp:
-        for accum in (1, 2):
-            run = _run(name, Path(tmp) / str(accum), num_minibatches=1, grad_accum_steps=accum)
+        for accum in (1, 2, 3):
+            run = _run(name, Path(tmp) / str(accum), batch_size=8, num_minibatches=1,
+                       grad_accum_steps=accum)
             exp = _batch(run)
             captured: dict[str, torch.Tensor] = {}
             step = run.optimizer.step
@@ -183,15 +187,18 @@ def check_micro_batches_make_the_minibatch_gradient(name: str) -> None:
             run.optimizer.step = capture
             run.update(exp, 1, 1.0)
             grads.append(captured)
-    whole, split = grads
-    assert whole and whole.keys() == split.keys(), "no gradient reached the policy"
-    for key in whole:
-        close = torch.allclose(whole[key], split[key], rtol=1e-4, atol=1e-6)
-        assert close, (
-            f"the gradient of {key} differs when the minibatch is split in two micro-batches "
-            f"(max |diff| {float((whole[key] - split[key]).abs().max()):.3g}): compute "
-            f"minibatch statistics in prepare_minibatch, and return the count a partial mean "
-            f"divides by from loss_weight (docs/writing-plugins.md)")
+    whole = grads[0]
+    assert whole, "no gradient reached the policy"
+    for parts, split in zip((2, 3), grads[1:], strict=True):
+        assert split.keys() == whole.keys(), f"{parts} micro-batches: other parameters got grads"
+        for key in whole:
+            close = torch.allclose(whole[key], split[key], rtol=1e-4, atol=1e-6)
+            assert close, (
+                f"the gradient of {key} differs when the minibatch is split in {parts} "
+                f"micro-batches (max |diff| "
+                f"{float((whole[key] - split[key]).abs().max()):.3g}): compute minibatch "
+                f"statistics in prepare_minibatch, and return the count a partial mean divides "
+                f"by from loss_weight (docs/writing-plugins.md)")
 
 
 def check_metric_namespaces(name: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -278,26 +277,14 @@ def sample(
     return Samples(input_ids, attention_mask, prompt_len, response_mask, ended, logprobs)
 
 
-
-_NO_CACHE: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
 def no_cache(model: Any) -> dict[str, Any]:
     """``{"use_cache": False}`` for a model whose config has ``use_cache`` (every Hugging Face
     causal LM, a PEFT wrapper of one), else ``{}``: a scoring or training forward reads the
     logits only, and with the config's default a transformers model also builds a KV cache it
     never uses (a cache object and a copy of every layer's keys and values per forward). The
     outputs are the same either way."""
-    try:
-        return _NO_CACHE[model]
-    except (KeyError, TypeError):
-        config = getattr(model, "config", None)
-        kwargs = {"use_cache": False} if getattr(config, "use_cache", None) is not None else {}
-        try:
-            _NO_CACHE[model] = kwargs
-        except TypeError:  # not weak-referenceable: recomputed per call
-            pass
-        return kwargs
+    config = getattr(model, "config", None)
+    return {"use_cache": False} if getattr(config, "use_cache", None) is not None else {}
 
 
 def forward_response(

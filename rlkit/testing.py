@@ -163,6 +163,23 @@ def check_gradients_reach_the_models(name: str) -> None:
             assert critic_grad > 0, "needs_critic is set but no gradient reaches the critic"
 
 
+def first_step_gradients(run: Any, batch: Any) -> dict[str, torch.Tensor]:
+    """The policy's gradients at the first optimizer step of ``run.update(batch, ...)`` on a
+    prepared batch (the update then goes on as usual)."""
+    captured: dict[str, torch.Tensor] = {}
+    step = run.optimizer.step
+
+    def capture(*args: Any, **kwargs: Any) -> Any:
+        if not captured:
+            captured.update({n: p.grad.clone() for n, p in run.policy.named_parameters()
+                             if p.grad is not None})
+        return step(*args, **kwargs)
+
+    run.optimizer.step = capture
+    run.update(batch, 1, 1.0)
+    return captured
+
+
 def check_micro_batches_make_the_minibatch_gradient(name: str) -> None:
     """Accumulated micro-batches (``grad_accum_steps`` 2 and 3, of 8 prompts) give the
     gradient of the minibatch taken whole: a statistic over the minibatch belongs in
@@ -173,20 +190,7 @@ def check_micro_batches_make_the_minibatch_gradient(name: str) -> None:
         for accum in (1, 2, 3):
             run = _run(name, Path(tmp) / str(accum), batch_size=8, num_minibatches=1,
                        grad_accum_steps=accum)
-            exp = _batch(run)
-            captured: dict[str, torch.Tensor] = {}
-            step = run.optimizer.step
-
-            def capture(*args: Any, _c: dict[str, torch.Tensor] = captured,
-                        _run: Any = run, _step: Any = step, **kwargs: Any) -> Any:
-                if not _c:
-                    _c.update({n: p.grad.clone() for n, p in _run.policy.named_parameters()
-                               if p.grad is not None})
-                return _step(*args, **kwargs)
-
-            run.optimizer.step = capture
-            run.update(exp, 1, 1.0)
-            grads.append(captured)
+            grads.append(first_step_gradients(run, _batch(run)))
     whole = grads[0]
     assert whole, "no gradient reached the policy"
     for parts, split in zip((2, 3), grads[1:], strict=True):

@@ -11,6 +11,7 @@ from conftest import make_run, read_rows, tiny_config
 from rlkit.ops import kl_penalty
 from rlkit.rollout import forward_response, response_mask_after_eos, sample
 from rlkit.tasks.toy import WORDS
+from rlkit.testing import first_step_gradients
 from rlkit.training import build_word_tokenizer
 
 NONDETERMINISTIC = ("perf/", "train/wall_s")
@@ -125,17 +126,7 @@ def test_one_minibatch_of_eight_equals_eight_accumulated_minibatches_of_one(tmp_
         exp, _ = run.rollout(1)
         with torch.no_grad():
             run.algorithm.prepare(exp)
-        captured = {}
-        original = run.optimizer.step
-
-        def capture(*args, **kwargs):
-            captured.update({n: p.grad.clone() for n, p in run.policy.named_parameters()
-                             if p.grad is not None})
-            return original(*args, **kwargs)
-
-        run.optimizer.step = capture
-        run.update(exp, 1, 1.0)
-        return captured
+        return first_step_gradients(run, exp)  # reinforce: one optimizer step per update
 
     one, eight = grads(1), grads(8)
     assert one.keys() == eight.keys() and len(one) > 0

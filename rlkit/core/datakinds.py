@@ -232,8 +232,10 @@ class Unpaired(_GivenResponses):
         anchor = [0.0] * len(items)
         if self.mismatched:  # (x_i, y_{i+1}): KTO's estimate of the reference point
             # i over the whole batch, whichever rank holds x_i: y_{i+1} may be on the next one
-            everything = self.maker.global_batch_of(self.items, step, stream=5)
-            start = self.maker.span[0] if self.maker.span is not None else 0
+            span = self.maker.span
+            everything = (chosen if span is None
+                          else self.maker.global_batch_of(self.items, step, stream=5))
+            start = span[0] if span is not None else 0
             n = len(everything)
             items += [(items[i][0], items[i][1], everything[(start + i + 1) % n][0][2])
                       for i in range(len(items))]

@@ -154,7 +154,8 @@ class Updater:
                 whole = exp.select(mb_index)
                 with torch.no_grad():
                     self.algorithm.prepare_minibatch(whole)
-                mb_total = self._weight(whole).clamp(min=1e-12)  # 0 only if every share is
+                # a loss_weight may be 0 for a whole minibatch (then every share is 0 too)
+                mb_total = self._weight(whole).clamp(min=1e-12)
                 bad: str | None = None
                 rank, world = ((self.dist.rank, self.dist.world_size) if self.dist is not None
                                else (0, 1))
